@@ -1,0 +1,108 @@
+//! `archipel`: the archivist's command line. It talks to a node's admin API and never
+//! touches the node's storage itself.
+
+mod commands;
+mod connect;
+mod metadata;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  other error
+  2  usage error (bad flags)
+  3  node unreachable
+  4  record or file not found
+  5  invalid input (metadata, files), named in the message
+  6  fixity failure: a record does not match its digests (data loss)
+  7  resource exhausted (disk full, record too large)";
+
+#[derive(Parser)]
+#[command(name = "archipel", version, about = "Archipel: archive a territory's records, read them back, check them.", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The node: its data directory, unix:PATH of its admin socket, or https://HOST:PORT.
+    #[arg(
+        long,
+        global = true,
+        env = "ARCHIPEL_NODE",
+        default_value = "archipel-data"
+    )]
+    node: String,
+    /// Print one JSON document instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Archive one or more files as one record.
+    Ingest {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Metadata from a TOML or JSON file (flags override it).
+        #[arg(long)]
+        metadata: Option<PathBuf>,
+        #[command(flatten)]
+        meta: metadata::MetadataArgs,
+    },
+    /// Read a record back: one file to PATH, several files into directory PATH.
+    Get {
+        record: String,
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Only this file of the record.
+        #[arg(long)]
+        file: Option<String>,
+        /// Byte range start (with --file or a one-file record).
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Byte range length (0: to the end).
+        #[arg(long, default_value_t = 0)]
+        length: u64,
+    },
+    /// List records, oldest first.
+    Ls {
+        #[arg(long)]
+        producer: Option<String>,
+        #[arg(long = "type")]
+        record_type: Option<String>,
+        #[arg(long)]
+        date_from: Option<String>,
+        #[arg(long)]
+        date_to: Option<String>,
+        #[arg(long)]
+        communicability: Option<String>,
+        /// At most this many records (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// Show a record's metadata, files and digests.
+    Show { record: String },
+    /// Fixity check of one record, or of all of them.
+    Verify { record: Option<String> },
+    /// The node's identity and counters.
+    Status,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli.node, cli.json, cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            let code = commands::exit_code(&e);
+            if let Some(status) = e.downcast_ref::<tonic::Status>() {
+                eprintln!("error: {}", status.message());
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Record metadata from flags and/or a metadata file (TOML or JSON, same field names).
+
+use anyhow::{Context, bail};
+use archipel_proto::v1::RecordMetadata;
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadataArgs {
+    /// Title of the record (required, here or in --metadata).
+    #[arg(long)]
+    pub title: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Producing service, e.g. "Secrétariat général".
+    #[arg(long)]
+    pub producer: Option<String>,
+    /// Date of the document, YYYY-MM-DD.
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Start of the date range of a file of documents.
+    #[arg(long)]
+    pub date_from: Option<String>,
+    #[arg(long)]
+    pub date_to: Option<String>,
+    /// Record type, e.g. "délibération", "permis de construire".
+    #[arg(long = "type")]
+    #[serde(rename = "type")]
+    pub record_type: Option<String>,
+    /// Language tag (default fr).
+    #[arg(long)]
+    pub language: Option<String>,
+    /// Keyword (repeatable).
+    #[arg(long = "keyword")]
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Licence (default "Licence Ouverte 2.0" for immediately communicable records).
+    #[arg(long)]
+    pub licence: Option<String>,
+    /// Communicability category: immediate, l213-2-1, l213-2-2-medical, l213-2-3,
+    /// l213-2-4, l213-2-5 or never. Unset means not communicable.
+    #[arg(long)]
+    pub communicability: Option<String>,
+    /// Durée d'utilité administrative, in years (with --final).
+    #[arg(long)]
+    pub dua: Option<u32>,
+    /// Sort final at the end of the DUA: C, D or T (with --dua).
+    #[arg(long = "final")]
+    #[serde(rename = "final")]
+    pub final_disposition: Option<String>,
+    /// The metadata itself may be published even while the content is not communicable.
+    #[arg(long)]
+    #[serde(default)]
+    pub metadata_public: bool,
+    /// For delays that run from a person's death (YYYY-MM-DD).
+    #[arg(long)]
+    pub person_death_date: Option<String>,
+    #[arg(long)]
+    pub person_birth_date: Option<String>,
+}
+
+/// Largest metadata file read (the node refuses more than 64 KiB of encoded metadata).
+const MAX_METADATA_FILE: u64 = 256 * 1024;
+
+pub fn load_file(path: &Path) -> anyhow::Result<MetadataArgs> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read metadata file {}", path.display()))?;
+    if meta.len() > MAX_METADATA_FILE {
+        bail!(
+            "metadata file {} is {} bytes; the limit is {MAX_METADATA_FILE}",
+            path.display(),
+            meta.len()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read metadata file {}", path.display()))?;
+    let parsed = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "metadata file {} is not valid JSON metadata: {e}",
+                path.display()
+            )
+        })?
+    } else {
+        toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "metadata file {} is not valid TOML metadata: {e}",
+                path.display()
+            )
+        })?
+    };
+    Ok(parsed)
+}
+
+/// Flags win over the file.
+pub fn merge(flags: MetadataArgs, file: Option<MetadataArgs>) -> RecordMetadata {
+    let f = file.unwrap_or_default();
+    let pick = |a: Option<String>, b: Option<String>| a.or(b).unwrap_or_default();
+    RecordMetadata {
+        title: pick(flags.title, f.title),
+        description: pick(flags.description, f.description),
+        producer: pick(flags.producer, f.producer),
+        date: pick(flags.date, f.date),
+        date_from: pick(flags.date_from, f.date_from),
+        date_to: pick(flags.date_to, f.date_to),
+        record_type: pick(flags.record_type, f.record_type),
+        language: pick(flags.language, f.language),
+        keywords: if flags.keywords.is_empty() {
+            f.keywords
+        } else {
+            flags.keywords
+        },
+        licence: pick(flags.licence, f.licence),
+        communicability: pick(flags.communicability, f.communicability),
+        dua_years: flags.dua.or(f.dua),
+        final_disposition: pick(flags.final_disposition, f.final_disposition),
+        metadata_public: flags.metadata_public || f.metadata_public,
+        person_death_date: pick(flags.person_death_date, f.person_death_date),
+        person_birth_date: pick(flags.person_birth_date, f.person_birth_date),
+    }
+}

@@ -1,0 +1,309 @@
+//! The gRPC admin API. Thin: it translates between the wire and the modules that do the work.
+
+use crate::archive::{Archive, ListFilter};
+use crate::error::Error;
+use crate::fixity::{FixityReport, check_record};
+use crate::ingest::IngestSession;
+use crate::read::read_range;
+use crate::record::{self, to_proto};
+use archipel_proto::manifest::{FileEntry, Manifest};
+use archipel_proto::v1::archive_server::Archive as ArchiveApi;
+use archipel_proto::v1::{
+    self as pb, GetRequest, GetResponse, IngestRequest, IngestResponse, ListRequest, ListResponse,
+    NodeInfoRequest, NodeInfoResponse, RecordInfo, ShowRequest, VerifyReport, VerifyRequest,
+    get_response, ingest_request,
+};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Plaintext is sent to clients in messages of this size.
+const GET_CHUNK: usize = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    archive: Arc<Archive>,
+}
+
+impl AdminService {
+    pub fn new(archive: Arc<Archive>) -> Self {
+        AdminService { archive }
+    }
+}
+
+fn file_info(f: &FileEntry) -> pb::FileInfo {
+    pb::FileInfo {
+        name: f.name.clone(),
+        size: f.size,
+        media_type: f.media_type.clone(),
+        blake3: hex::encode(f.blake3),
+        sha512: hex::encode(f.sha512),
+        blobs: f.blobs.len() as u64,
+    }
+}
+
+pub fn record_info(m: &Manifest, manifest_digest: String) -> RecordInfo {
+    RecordInfo {
+        id: m.record_id.clone(),
+        metadata: Some(to_proto(&m.metadata)),
+        files: m.files.iter().map(file_info).collect(),
+        ingested_at: crate::clock::rfc3339(m.ingested_at),
+        origin_node_id: m.origin.clone(),
+        size: m.files.iter().map(|f| f.size).sum(),
+        stored_bytes: m.files.iter().map(|f| f.cipher_len).sum(),
+        manifest_digest,
+    }
+}
+
+fn report_to_pb(r: FixityReport) -> VerifyReport {
+    VerifyReport {
+        ok: r.ok(),
+        record_id: r.record_id,
+        files: r.files,
+        blobs: r.blobs,
+        bytes: r.bytes,
+        problems: r.problems,
+        ..Default::default()
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ArchiveApi for AdminService {
+    async fn ingest(
+        &self,
+        request: Request<Streaming<IngestRequest>>,
+    ) -> Result<Response<IngestResponse>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty ingest stream"))?;
+        let Some(ingest_request::Item::Metadata(m)) = first.item else {
+            return Err(Status::invalid_argument(
+                "the first message of an ingest must be the record's metadata",
+            ));
+        };
+        let metadata = record::validate(&m).map_err(Error::from)?;
+        let mut session = IngestSession::new(self.archive.clone(), metadata);
+        loop {
+            // A client that disconnects ends here with an error; dropping the session then
+            // removes everything it wrote.
+            let Some(msg) = stream.message().await? else {
+                return Err(Status::aborted(
+                    "ingest stream ended without a commit: nothing was archived",
+                ));
+            };
+            match msg.item {
+                Some(ingest_request::Item::File(h)) => {
+                    session.start_file(h.name, h.size, h.media_type).await?
+                }
+                Some(ingest_request::Item::Chunk(c)) => session.write(c).await?,
+                Some(ingest_request::Item::Commit(_)) => {
+                    let done = session.commit().await?;
+                    tracing::info!(record = %done.record_id, files = done.files, bytes = done.bytes, "record ingested");
+                    return Ok(Response::new(IngestResponse {
+                        id: done.record_id,
+                        files: done.files,
+                        bytes: done.bytes,
+                        deduplicated_files: done.deduplicated_files,
+                        manifest_digest: done.manifest_digest,
+                    }));
+                }
+                Some(ingest_request::Item::Metadata(_)) => {
+                    return Err(Status::invalid_argument("metadata sent twice"));
+                }
+                None => return Err(Status::invalid_argument("empty ingest message")),
+            }
+        }
+    }
+
+    type GetStream = BoxStream<GetResponse>;
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<Self::GetStream>, Status> {
+        let req = request.into_inner();
+        let archive = self.archive.clone();
+        let manifest = archive.manifest(&req.record_id)?;
+        let file = archive.find_file(&manifest, &req.file_name)?.clone();
+        if req.offset > file.size {
+            return Err(Error::from(crate::store::StoreError::Range {
+                offset: req.offset,
+                length: req.length,
+                size: file.size,
+            })
+            .into());
+        }
+        let length = if req.length == 0 {
+            file.size - req.offset
+        } else {
+            req.length
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let first = GetResponse {
+            item: Some(get_response::Item::File(file_info(&file))),
+        };
+        tx.send(Ok(first))
+            .await
+            .map_err(|_| Status::cancelled("client gone"))?;
+        let record_id = req.record_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let sink_tx = tx.clone();
+            let res = read_range(
+                &archive,
+                &file,
+                &record_id,
+                req.offset,
+                length,
+                GET_CHUNK,
+                |chunk| {
+                    sink_tx
+                        .blocking_send(Ok(GetResponse {
+                            item: Some(get_response::Item::Chunk(chunk)),
+                        }))
+                        .is_ok()
+                },
+            );
+            if let Err(e) = res {
+                tracing::error!(record = %record_id, error = %e, "read failed");
+                let _ = tx.blocking_send(Err(e.into()));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let req = request.into_inner();
+        let filter = ListFilter {
+            producer: req.producer,
+            record_type: req.record_type,
+            date_from: req.date_from,
+            date_to: req.date_to,
+            communicability: req.communicability,
+        };
+        let archive = self.archive.clone();
+        let page = if req.page_size == 0 {
+            100
+        } else {
+            req.page_size as usize
+        };
+        let (records, next) = blocking(move || {
+            let (ms, next) = archive.list(&filter, page, &req.page_token)?;
+            let infos = ms
+                .iter()
+                .map(|m| {
+                    let digest = archive
+                        .store
+                        .envelope(&m.record_id)
+                        .ok()
+                        .flatten()
+                        .map(|e| blake3::hash(&e).to_hex().to_string())
+                        .unwrap_or_default();
+                    record_info(m, digest)
+                })
+                .collect();
+            Ok::<_, Error>((infos, next))
+        })
+        .await??;
+        Ok(Response::new(ListResponse {
+            records,
+            next_page_token: next,
+        }))
+    }
+
+    async fn show(&self, request: Request<ShowRequest>) -> Result<Response<RecordInfo>, Status> {
+        let id = request.into_inner().record_id;
+        let m = self.archive.manifest(&id)?;
+        let digest = self
+            .archive
+            .store
+            .envelope(&id)
+            .map_err(Error::from)?
+            .map(|e| blake3::hash(&e).to_hex().to_string())
+            .unwrap_or_default();
+        Ok(Response::new(record_info(&m, digest)))
+    }
+
+    type VerifyStream = BoxStream<VerifyReport>;
+
+    async fn verify(
+        &self,
+        request: Request<VerifyRequest>,
+    ) -> Result<Response<Self::VerifyStream>, Status> {
+        let id = request.into_inner().record_id;
+        let archive = self.archive.clone();
+        if !id.is_empty()
+            && archive
+                .store
+                .catalog_entry(&id)
+                .map_err(Error::from)?
+                .is_none()
+        {
+            return Err(Error::from(crate::store::StoreError::NotFound(id)).into());
+        }
+        let (tx, rx) = mpsc::channel(16);
+        tokio::task::spawn_blocking(move || {
+            let ids: Box<dyn Iterator<Item = crate::error::Result<String>>> = if id.is_empty() {
+                Box::new(archive.record_ids())
+            } else {
+                Box::new(std::iter::once(Ok(id)))
+            };
+            let (mut checked, mut failed) = (0u64, 0u64);
+            for rid in ids {
+                let report = match rid {
+                    Ok(rid) => check_record(&archive, &rid),
+                    Err(e) => FixityReport {
+                        problems: vec![e.to_string()],
+                        ..Default::default()
+                    },
+                };
+                checked += 1;
+                if !report.ok() {
+                    failed += 1;
+                    tracing::warn!(record = %report.record_id, problems = ?report.problems, "fixity check failed");
+                }
+                if tx.blocking_send(Ok(report_to_pb(report))).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.blocking_send(Ok(VerifyReport {
+                ok: failed == 0,
+                summary: true,
+                records_checked: checked,
+                records_failed: failed,
+                ..Default::default()
+            }));
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn node_info(
+        &self,
+        _request: Request<NodeInfoRequest>,
+    ) -> Result<Response<NodeInfoResponse>, Status> {
+        let a = &self.archive;
+        let s = &a.store;
+        Ok(Response::new(NodeInfoResponse {
+            node_id: a.identity.node_id.clone(),
+            territory: a.identity.territory.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            records: s.record_count().map_err(Error::from)?,
+            blobs: s.blob_count().map_err(Error::from)?,
+            stored_bytes: s.blob_bytes().map_err(Error::from)?,
+            public_key: hex::encode(a.identity.verifying_key().as_bytes()),
+            territory_recipient: a.keys.territory_recipient(),
+            recovery_recipients: a.keys.recovery_recipients(),
+            data_dir: a.data_dir().display().to_string(),
+            disk_bytes: s.disk_bytes(),
+        }))
+    }
+}

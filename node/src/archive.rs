@@ -1,0 +1,121 @@
+//! The archive as the rest of the node sees it: the store, the keys and the identity
+//! together, with the read-side queries (list, show, node facts).
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::identity::NodeIdentity;
+use crate::keys::Keyring;
+use crate::store::{Store, StoreError};
+use archipel_proto::manifest::{FileEntry, Manifest};
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub struct Archive {
+    pub config: Config,
+    pub identity: NodeIdentity,
+    pub keys: Keyring,
+    pub store: Store,
+}
+
+/// Filters of `list`; empty fields match everything.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub producer: String,
+    pub record_type: String,
+    /// Records whose date range meets [date_from, date_to] (YYYY-MM-DD, inclusive).
+    pub date_from: String,
+    pub date_to: String,
+    pub communicability: String,
+}
+
+impl ListFilter {
+    fn matches(&self, m: &Manifest) -> bool {
+        let md = &m.metadata;
+        (self.producer.is_empty() || md.producer == self.producer)
+            && (self.record_type.is_empty() || md.record_type == self.record_type)
+            && (self.communicability.is_empty() || md.communicability == self.communicability)
+            // ISO dates compare as strings; undated records never match a date filter.
+            && (self.date_from.is_empty() || (!md.date_to.is_empty() && md.date_to.as_str() >= self.date_from.as_str()))
+            && (self.date_to.is_empty() || (!md.date_from.is_empty() && md.date_from.as_str() <= self.date_to.as_str()))
+    }
+}
+
+pub const MAX_PAGE: usize = 1000;
+
+impl Archive {
+    /// The record's manifest, from the sealed catalog.
+    pub fn manifest(&self, record_id: &str) -> Result<Manifest> {
+        let sealed = self
+            .store
+            .catalog_entry(record_id)?
+            .ok_or_else(|| StoreError::NotFound(record_id.to_string()))?;
+        self.open_catalog(record_id, &sealed)
+    }
+
+    fn open_catalog(&self, record_id: &str, sealed: &[u8]) -> Result<Manifest> {
+        let plain = self.keys.open_index(
+            sealed,
+            record_id.as_bytes(),
+            &format!("catalog entry of {record_id}"),
+        )?;
+        Manifest::decode(&plain).map_err(|e| {
+            Error::Store(StoreError::Damaged {
+                record: record_id.to_string(),
+                why: format!("catalog entry: {e}"),
+            })
+        })
+    }
+
+    /// One page of records in ingestion order, and the token of the next page.
+    pub fn list(
+        &self,
+        filter: &ListFilter,
+        page_size: usize,
+        token: &str,
+    ) -> Result<(Vec<Manifest>, String)> {
+        let page_size = page_size.clamp(1, MAX_PAGE);
+        let mut out = Vec::new();
+        for kv in self.store.catalog_after(token) {
+            let (id, sealed) = kv?;
+            let m = self.open_catalog(&id, &sealed)?;
+            if filter.matches(&m) {
+                if out.len() == page_size {
+                    let next = out
+                        .last()
+                        .map(|m: &Manifest| m.record_id.clone())
+                        .unwrap_or_default();
+                    return Ok((out, next));
+                }
+                out.push(m);
+            }
+        }
+        Ok((out, String::new()))
+    }
+
+    /// Every record ID, in order.
+    pub fn record_ids(&self) -> impl Iterator<Item = Result<String>> + '_ {
+        self.store
+            .catalog_after("")
+            .map(|kv| kv.map(|(id, _)| id).map_err(Error::from))
+    }
+
+    pub fn find_file<'m>(&self, m: &'m Manifest, name: &str) -> Result<&'m FileEntry> {
+        if name.is_empty() {
+            return match m.files.as_slice() {
+                [one] => Ok(one),
+                _ => Err(StoreError::AmbiguousFile(m.record_id.clone()).into()),
+            };
+        }
+        m.files.iter().find(|f| f.name == name).ok_or_else(|| {
+            StoreError::FileNotFound {
+                record: m.record_id.clone(),
+                name: name.to_string(),
+            }
+            .into()
+        })
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+}

@@ -1,0 +1,139 @@
+//! Node configuration: one serde `Config`, documented, with `validate()`.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration:\n{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// Everything a node needs to run. Every field has a safe default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the node keeps its keys and its sled database.
+    pub data_dir: PathBuf,
+    /// Admin API Unix socket; default `<data_dir>/admin.sock` (mode 0600, no network access).
+    pub admin_socket: Option<PathBuf>,
+    /// sled page cache, in MiB. sled's own default lets RSS grow with the data; we bound it.
+    pub cache_capacity_mib: u64,
+    /// Ciphertext is cut into blobs of this size (KiB) before storage.
+    pub blob_size_kib: u32,
+    /// Largest accepted record, in GiB (protects the disk from a runaway client).
+    pub max_record_gib: u64,
+    /// Log as JSON lines instead of text.
+    pub log_json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("archipel-data"),
+            admin_socket: None,
+            cache_capacity_mib: 64,
+            blob_size_kib: 4096,
+            max_record_gib: 1024,
+            log_json: false,
+        }
+    }
+}
+
+impl Config {
+    pub fn with_data_dir(dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: dir.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Reports every problem at once, each with the field and the fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.data_dir.as_os_str().is_empty() {
+            problems.push("data_dir: must not be empty; set it to a directory path".to_string());
+        }
+        if !(16..=1024 * 1024).contains(&self.cache_capacity_mib) {
+            problems.push(format!(
+                "cache_capacity_mib = {}: must be between 16 and 1048576",
+                self.cache_capacity_mib
+            ));
+        }
+        if !(64..=16 * 1024).contains(&self.blob_size_kib) {
+            problems.push(format!(
+                "blob_size_kib = {}: must be between 64 and 16384 (a few MiB is best)",
+                self.blob_size_kib
+            ));
+        }
+        if self.max_record_gib == 0 {
+            problems.push("max_record_gib: must be at least 1".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    pub fn admin_socket_path(&self) -> PathBuf {
+        self.admin_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.sock"))
+    }
+
+    pub fn blob_size(&self) -> usize {
+        self.blob_size_kib as usize * 1024
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let c = Config {
+            cache_capacity_mib: 1,
+            blob_size_kib: 1,
+            max_record_gib: 0,
+            ..Default::default()
+        };
+        let ConfigError::Invalid(p) = c.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = toml::from_str::<Config>("cache_capacity_mb = 3").unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+}

@@ -1,0 +1,25 @@
+//! The Archipel archive node as a library.
+//!
+//! A territory's records are stored content-addressed (BLAKE3) and encrypted (age) in sled.
+//! The binary `archipel-node` is a thin wrapper: `Node::open(config)`, then
+//! `node.serve_admin(listener, shutdown)`. See ARCHITECTURE.md for the design.
+
+pub mod admin;
+pub mod archive;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod fixity;
+pub mod identity;
+pub mod ingest;
+pub mod keys;
+pub mod node;
+pub mod read;
+pub mod record;
+pub mod store;
+
+pub use archive::{Archive, ListFilter};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use keys::RecoveryKit;
+pub use node::{Node, init, is_initialised};

@@ -1,0 +1,204 @@
+//! `archipel-node`: the daemon. Thin: parse arguments, then call the library.
+
+use anyhow::{Context, bail};
+use archipel_node::{Config, Node, RecoveryKit, init, is_initialised};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "archipel-node",
+    version,
+    about = "Archipel archive node: a territory's records, encrypted and content-addressed."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node's identity and keys in a data directory.
+    Init {
+        #[arg(long, default_value = "archipel-data")]
+        data: PathBuf,
+        /// The territory this node archives for, e.g. "Commune de Saint-Malo".
+        #[arg(long)]
+        territory: String,
+        /// An age recipient (age1...) that can also open every record, e.g. the archives
+        /// départementales. Repeatable.
+        #[arg(long = "recovery-recipient")]
+        recovery_recipients: Vec<String>,
+        /// Recreate the node from a recovery kit instead of creating new keys.
+        #[arg(long, conflicts_with_all = ["recovery_recipients"])]
+        kit: Option<PathBuf>,
+    },
+    /// Serve the node (initialising ./archipel-data on first run).
+    Run {
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// A TOML configuration file (see deploy/config.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Write a passphrase-protected recovery kit with every secret of the node.
+    ExportKit {
+        #[arg(long, default_value = "archipel-data")]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn passphrase(confirm: bool) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("ARCHIPEL_PASSPHRASE") {
+        return Ok(p);
+    }
+    let p = rpassword::prompt_password("Recovery kit passphrase: ").context(
+        "cannot read the passphrase from the terminal; set ARCHIPEL_PASSPHRASE in scripts",
+    )?;
+    if confirm {
+        let again = rpassword::prompt_password("Again: ")?;
+        if again != p {
+            bail!("the passphrases differ");
+        }
+    }
+    Ok(p)
+}
+
+fn default_territory() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host = host.trim();
+    if host.is_empty() {
+        "Territoire non nommé".to_string()
+    } else {
+        format!("Territoire {host}")
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ARCHIPEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn load_config(data: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut cfg = match &config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = data {
+        cfg.data_dir = d;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    init_logging(cfg.log_json);
+    if !is_initialised(&cfg.data_dir) {
+        let territory = default_territory();
+        let id = init(&cfg.data_dir, &territory, &[])?;
+        tracing::info!(node_id = %id, territory = %territory, data = %cfg.data_dir.display(), "initialised a new node");
+    }
+    let node = Node::open(cfg)?;
+    let listener = node.bind_admin()?;
+    let a = &node.archive;
+    tracing::info!(
+        node_id = %a.identity.node_id,
+        territory = %a.identity.territory,
+        admin = %a.config.admin_socket_path().display(),
+        records = a.store.record_count().unwrap_or(0),
+        "archipel-node serving"
+    );
+    // Scripts wait for this line on stdout.
+    println!(
+        "archipel-node ready: node {} on {}",
+        a.identity.node_id,
+        a.config.admin_socket_path().display()
+    );
+    node.serve_admin(listener, shutdown_signal()).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn export_kit(data: &Path, out: &Path) -> anyhow::Result<()> {
+    let kit = RecoveryKit::from_data_dir(data)?;
+    let sealed = kit.seal(&passphrase(true)?, None)?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    f.write_all(&sealed)?;
+    f.sync_all()?;
+    println!(
+        "recovery kit of node {} written to {}: keep it offline, with its passphrase apart",
+        kit.node_id,
+        out.display()
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run {
+        data: None,
+        config: None,
+    }) {
+        Command::Init {
+            data,
+            territory,
+            recovery_recipients,
+            kit,
+        } => {
+            let id = match kit {
+                Some(kit) => {
+                    let sealed = std::fs::read(&kit)
+                        .with_context(|| format!("cannot read {}", kit.display()))?;
+                    let kit = RecoveryKit::open(&sealed, &passphrase(false)?)?;
+                    kit.install(&data)?;
+                    kit.node_id
+                }
+                None => init(&data, &territory, &recovery_recipients)?,
+            };
+            println!("{id}");
+            Ok(())
+        }
+        Command::Run { data, config } => {
+            let cfg = load_config(data, config)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(run(cfg))
+        }
+        Command::ExportKit { data, out } => export_kit(&data, &out),
+    }
+}

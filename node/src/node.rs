@@ -1,0 +1,117 @@
+//! Opening a node and serving it: `Node::open(config)` then `node.serve_admin(listener,
+//! shutdown)`. Servers take an already bound listener and a shutdown future, so tests can
+//! bind what they like.
+
+use crate::admin::AdminService;
+use crate::archive::Archive;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::identity::{self, DataLock, NodeFile};
+use crate::keys::Keyring;
+use crate::store::Store;
+use archipel_proto::v1::archive_server::ArchiveServer;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::UnixListener;
+
+/// Largest gRPC message accepted (ingest chunks are 1 MiB; metadata is bounded at 64 KiB).
+pub const MAX_MESSAGE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug)]
+pub struct Node {
+    pub archive: Arc<Archive>,
+    _lock: DataLock,
+}
+
+/// Creates a node's identity and keys in `data`. Returns the node ID.
+pub fn init(data: &Path, territory: &str, recovery: &[String]) -> Result<String> {
+    let territory = territory.trim();
+    if territory.is_empty() || territory.chars().count() > 200 {
+        return Err(crate::record::ValidationError::new("territory", "1 to 200 characters").into());
+    }
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let node_id = identity::create_layout(data, &key)?;
+    Keyring::create(data, recovery)?;
+    identity::write_node_file(
+        data,
+        &NodeFile {
+            territory: territory.to_string(),
+            node_id: node_id.clone(),
+            created_at: crate::clock::now_rfc3339(),
+        },
+    )?;
+    Ok(node_id)
+}
+
+pub fn is_initialised(data: &Path) -> bool {
+    data.join("node.toml").exists()
+}
+
+impl Node {
+    /// Locks the data directory, checks the keys and opens the store.
+    pub fn open(config: Config) -> Result<Node> {
+        config.validate()?;
+        let data = &config.data_dir;
+        let lock = identity::lock(data)?;
+        let identity = identity::load(data)?;
+        let keys = Keyring::load(data)?;
+        let store = Store::open(&data.join("db"), config.cache_capacity_mib * 1024 * 1024)?;
+        Ok(Node {
+            archive: Arc::new(Archive {
+                config,
+                identity,
+                keys,
+                store,
+            }),
+            _lock: lock,
+        })
+    }
+
+    /// Binds the admin socket (mode 0600), replacing a stale one: we hold the lock, so no
+    /// other node can be using it.
+    pub fn bind_admin(&self) -> Result<UnixListener> {
+        let path = self.archive.config.admin_socket_path();
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let listener = UnixListener::bind(&path).map_err(io)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        Ok(listener)
+    }
+
+    /// Serves the admin API until `shutdown` completes; in-flight calls finish first.
+    pub async fn serve_admin(
+        &self,
+        listener: UnixListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<ArchiveServer<AdminService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(archipel_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| Error::Protocol(format!("reflection: {e}")))?;
+        let service = ArchiveServer::new(AdminService::new(self.archive.clone()))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| Error::Protocol(format!("admin server: {e}")))?;
+        self.archive.store.flush().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,314 @@
+//! The node's durable state in sled: record envelopes, key envelopes, the sealed catalog,
+//! the deduplication index, and blobs (behind [`BlobStore`]).
+//!
+//! Invariants:
+//! - a record is in `records`, `record_keys` and `catalog` together or in none of them
+//!   (one sled transaction, [`Store::commit`]);
+//! - a blob written by an ingest that is not committed yet is listed in `staging` *before*
+//!   it is written, so that leftovers of a crash or an abandoned ingest can be found and
+//!   removed ([`Store::clean_staging`]) without scanning the whole store;
+//! - an acknowledged record has been flushed to disk (`flush` before the answer).
+
+mod blob;
+
+pub use blob::{BlobError, BlobStore, SledBlobStore, Verified, get_verified};
+
+use archipel_proto::manifest::BlobId;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O error: {0}")]
+    Io(std::io::Error),
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("no record {0}")]
+    NotFound(String),
+    #[error("record {record} has no file named {name:?}")]
+    FileNotFound { record: String, name: String },
+    #[error("record {0} has several files: name the one you want")]
+    AmbiguousFile(String),
+    #[error("range {offset}+{length} is outside the file ({size} bytes)")]
+    Range { offset: u64, length: u64, size: u64 },
+    #[error("record {record}: blob {blob} is corrupt (its bytes do not match its BLAKE3 address)")]
+    Corrupt { record: String, blob: String },
+    #[error("record {record}: blob {blob} is missing")]
+    Missing { record: String, blob: String },
+    #[error("record {record}: file {file:?} does not match its digest ({why})")]
+    DigestMismatch {
+        record: String,
+        file: String,
+        why: String,
+    },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("record {record}: {why}")]
+    Damaged { record: String, why: String },
+}
+
+impl StoreError {
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Io(e) if e.raw_os_error() == Some(libc::ENOSPC))
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) => StoreError::Io(io),
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+impl From<BlobError> for StoreError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Io(io) => StoreError::Io(io),
+            BlobError::Backend(s) => StoreError::Backend(s),
+        }
+    }
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// Everything one record adds, written in one transaction.
+#[derive(Debug, Default)]
+pub struct CommitPlan {
+    pub record_id: String,
+    pub envelope: Vec<u8>,
+    pub key_envelope: Vec<u8>,
+    pub catalog_entry: Vec<u8>,
+    /// New deduplication entries: keyed digest → sealed file reference.
+    pub dedup_entries: Vec<([u8; 32], Vec<u8>)>,
+    /// File objects (by ID) this record references; their reference counts grow by one.
+    pub file_objects: Vec<[u8; 32]>,
+    /// Staged blobs this record now owns.
+    pub staged: Vec<BlobId>,
+    pub new_blob_bytes: u64,
+}
+
+/// Counters kept in the `meta` tree.
+const RECORDS: &[u8] = b"count/records";
+const BLOBS: &[u8] = b"count/blobs";
+const BLOB_BYTES: &[u8] = b"count/blob_bytes";
+
+fn read_u64(v: Option<sled::IVec>) -> u64 {
+    v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    pub blobs: Arc<dyn BlobStore>,
+    records: sled::Tree,
+    record_keys: sled::Tree,
+    catalog: sled::Tree,
+    dedup: sled::Tree,
+    file_refs: sled::Tree,
+    staging: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the database and removes leftovers of unacknowledged ingests.
+    pub fn open(path: &Path, cache_capacity: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let blobs: Arc<dyn BlobStore> = Arc::new(SledBlobStore::open(&db)?);
+        let store = Store {
+            records: db.open_tree("records")?,
+            record_keys: db.open_tree("record_keys")?,
+            catalog: db.open_tree("catalog")?,
+            dedup: db.open_tree("dedup")?,
+            file_refs: db.open_tree("file_refs")?,
+            staging: db.open_tree("staging")?,
+            meta: db.open_tree("meta")?,
+            blobs,
+            db,
+        };
+        let cleaned = store.clean_staging(None)?;
+        if cleaned > 0 {
+            tracing::info!(blobs = cleaned, "removed leftovers of unfinished ingests");
+        }
+        Ok(store)
+    }
+
+    /// Notes that `blob` is about to be written by ingest `session`.
+    pub fn stage(&self, session: &[u8; 16], blob: &BlobId) -> Result<(), StoreError> {
+        let mut key = Vec::with_capacity(48);
+        key.extend_from_slice(session);
+        key.extend_from_slice(blob);
+        self.staging.insert(key, &[])?;
+        Ok(())
+    }
+
+    pub fn put_blob(
+        &self,
+        session: &[u8; 16],
+        id: &BlobId,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.stage(session, id)?;
+        self.blobs.put(id, bytes)?;
+        Ok(())
+    }
+
+    /// Deletes the staged blobs of one session (an abandoned ingest), or of every session
+    /// (at start-up, when no ingest can be running). Returns how many blobs were removed.
+    pub fn clean_staging(&self, session: Option<&[u8; 16]>) -> Result<usize, StoreError> {
+        let prefix: &[u8] = match session {
+            Some(s) => s,
+            None => &[],
+        };
+        let mut n = 0;
+        for key in self.staging.scan_prefix(prefix).keys() {
+            let key = key?;
+            if let Ok(blob) = <[u8; 32]>::try_from(&key[16..]) {
+                self.blobs.delete(&blob)?;
+                n += 1;
+            }
+            self.staging.remove(key)?;
+        }
+        if n > 0 {
+            self.db.flush()?;
+        }
+        Ok(n)
+    }
+
+    /// Drops some staged blobs now (duplicates of already archived files).
+    pub fn discard_staged(&self, session: &[u8; 16], blobs: &[BlobId]) -> Result<(), StoreError> {
+        for b in blobs {
+            self.blobs.delete(b)?;
+            let mut key = session.to_vec();
+            key.extend_from_slice(b);
+            self.staging.remove(key)?;
+        }
+        Ok(())
+    }
+
+    pub fn dedup_lookup(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.dedup.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Makes a record visible, whole, in one transaction; then flushes.
+    pub async fn commit(&self, session: &[u8; 16], plan: CommitPlan) -> Result<(), StoreError> {
+        let trees = (
+            &self.records,
+            &self.record_keys,
+            &self.catalog,
+            &self.dedup,
+            &self.file_refs,
+            &self.staging,
+            &self.meta,
+        );
+        trees.transaction(
+            |(records, record_keys, catalog, dedup, file_refs, staging, meta)| {
+                let id = plan.record_id.as_bytes();
+                if records.get(id)?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Backend(
+                        format!("record {} exists already", plan.record_id),
+                    )));
+                }
+                records.insert(id, plan.envelope.as_slice())?;
+                record_keys.insert(id, plan.key_envelope.as_slice())?;
+                catalog.insert(id, plan.catalog_entry.as_slice())?;
+                for (k, v) in &plan.dedup_entries {
+                    // First writer wins; a concurrent duplicate keeps its own copy.
+                    if dedup.get(k)?.is_none() {
+                        dedup.insert(&k[..], v.as_slice())?;
+                    }
+                }
+                for f in &plan.file_objects {
+                    let n = read_u64(file_refs.get(f)?);
+                    file_refs.insert(&f[..], &(n + 1).to_be_bytes())?;
+                }
+                for b in &plan.staged {
+                    let mut key = session.to_vec();
+                    key.extend_from_slice(b);
+                    staging.remove(key)?;
+                }
+                let add = |meta: &sled::transaction::TransactionalTree, k: &[u8], d: u64| {
+                    let n = read_u64(meta.get(k)?);
+                    meta.insert(k, &(n + d).to_be_bytes())?;
+                    Ok::<_, ConflictableTransactionError<StoreError>>(())
+                };
+                add(meta, RECORDS, 1)?;
+                add(meta, BLOBS, plan.staged.len() as u64)?;
+                add(meta, BLOB_BYTES, plan.new_blob_bytes)?;
+                Ok(())
+            },
+        )?;
+        self.db.flush_async().await?;
+        self.blobs.flush()?;
+        Ok(())
+    }
+
+    pub fn envelope(&self, record_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.records.get(record_id.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    pub fn key_envelope(&self, record_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .record_keys
+            .get(record_id.as_bytes())?
+            .map(|v| v.to_vec()))
+    }
+
+    pub fn catalog_entry(&self, record_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.catalog.get(record_id.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Catalog entries in record ID order (chronological), starting after `after`.
+    pub fn catalog_after(
+        &self,
+        after: &str,
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>), StoreError>> + '_ {
+        let start = if after.is_empty() {
+            std::ops::Bound::Unbounded
+        } else {
+            std::ops::Bound::Excluded(after.as_bytes().to_vec())
+        };
+        self.catalog
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+    }
+
+    pub fn record_count(&self) -> Result<u64, StoreError> {
+        Ok(read_u64(self.meta.get(RECORDS)?))
+    }
+    pub fn blob_count(&self) -> Result<u64, StoreError> {
+        Ok(read_u64(self.meta.get(BLOBS)?))
+    }
+    pub fn blob_bytes(&self) -> Result<u64, StoreError> {
+        Ok(read_u64(self.meta.get(BLOB_BYTES)?))
+    }
+    pub fn staged_count(&self) -> usize {
+        self.staging.len()
+    }
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Test fixtures: real node processes and the real CLI.
