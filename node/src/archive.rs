@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::NodeIdentity;
 use crate::keys::Keyring;
+use crate::log::AuditLog;
 use crate::store::{Store, StoreError};
 use archipel_proto::manifest::{FileEntry, Manifest};
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ pub struct Archive {
     pub identity: NodeIdentity,
     pub keys: Keyring,
     pub store: Store,
+    pub log: AuditLog,
 }
 
 /// Filters of `list`; empty fields match everything.

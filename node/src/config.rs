@@ -35,6 +35,8 @@ pub struct Config {
     pub max_record_gib: u64,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
+    /// How often (seconds) a checkpoint of the audit log is signed when the log has grown.
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             blob_size_kib: 4096,
             max_record_gib: 1024,
             log_json: false,
+            checkpoint_interval_secs: 60,
         }
     }
 }
@@ -85,6 +88,12 @@ impl Config {
             problems.push(format!(
                 "blob_size_kib = {}: must be between 64 and 16384 (a few MiB is best)",
                 self.blob_size_kib
+            ));
+        }
+        if !(1..=86_400).contains(&self.checkpoint_interval_secs) {
+            problems.push(format!(
+                "checkpoint_interval_secs = {}: must be between 1 and 86400",
+                self.checkpoint_interval_secs
             ));
         }
         if self.max_record_gib == 0 {
@@ -129,6 +138,15 @@ mod tests {
             panic!("expected Invalid")
         };
         assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/config.example.toml");
+        let c = Config::load(std::path::Path::new(path)).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cache_capacity_mib, Config::default().cache_capacity_mib);
+        assert_eq!(c.blob_size_kib, Config::default().blob_size_kib);
     }
 
     #[test]

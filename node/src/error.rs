@@ -13,6 +13,7 @@
 use crate::config::ConfigError;
 use crate::identity::IdentityError;
 use crate::keys::KeyError;
+use crate::log::LogError;
 use crate::record::ValidationError;
 use crate::store::StoreError;
 
@@ -28,6 +29,8 @@ pub enum Error {
     Validation(#[from] ValidationError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("I/O error on {path}: {source}")]
@@ -57,6 +60,12 @@ impl From<Error> for tonic::Status {
                 StoreError::Corrupt { .. } | StoreError::DigestMismatch { .. } => {
                     Status::data_loss(msg)
                 }
+                _ => Status::internal(msg),
+            },
+            Error::Log(l) => match l {
+                LogError::Proof(_) | LogError::Empty => Status::invalid_argument(msg),
+                LogError::NoRecord(_) => Status::not_found(msg),
+                LogError::Inconsistent { .. } | LogError::Damaged(_) => Status::data_loss(msg),
                 _ => Status::internal(msg),
             },
             Error::Keys(_) | Error::Identity(_) | Error::Config(_) | Error::Io { .. } => {

@@ -12,6 +12,7 @@ use crate::keys::seal_to;
 use crate::record::ValidationError;
 use crate::store::{CommitPlan, StoreError};
 use age::secrecy::ExposeSecret;
+use archipel_proto::event::Outcome;
 use archipel_proto::manifest::{BlobId, Envelope, FileEntry, Manifest, Metadata};
 use sha2::Digest;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -629,8 +630,37 @@ impl IngestSession {
             &archive.identity.signing_key,
         )
         .encode();
-        let manifest_digest = blake3::hash(&envelope).to_hex().to_string();
+        let envelope_digest = *blake3::hash(&envelope).as_bytes();
+        let manifest_digest = hex::encode(envelope_digest);
         let mut plan = std::mem::take(&mut self.plan);
+        let log = &archive.log;
+        if log.enabled {
+            // Leaves carry commitments, never the metadata or plaintext digests themselves.
+            let digests: Vec<u8> = manifest
+                .files
+                .iter()
+                .flat_map(|f| f.blake3.iter().chain(f.sha512.iter()).copied())
+                .collect();
+            let keys = &archive.keys;
+            let ok = Outcome::Success;
+            plan.events.push(log.event(
+                "validation",
+                &record_id,
+                "admin",
+                ok,
+                keys.commitment(&manifest.metadata.encode()),
+            )?);
+            plan.events.push(log.event(
+                "message digest calculation",
+                &record_id,
+                "admin",
+                ok,
+                keys.commitment(&digests),
+            )?);
+            let mut ingestion = log.event("ingestion", &record_id, "admin", ok, envelope_digest)?;
+            ingestion.ingestion_of = Some(record_id.clone());
+            plan.events.push(ingestion);
+        }
         plan.record_id = record_id.clone();
         plan.key_envelope = archive.keys.wrap_record_key(&record_key)?;
         plan.catalog_entry = archive.keys.seal_index(&plain, record_id.as_bytes())?;

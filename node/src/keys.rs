@@ -206,6 +206,12 @@ impl Keyring {
             })
     }
 
+    /// A commitment to an event's details: only this node can recompute it, so the public log
+    /// reveals nothing of them.
+    pub fn commitment(&self, details: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(&self.subkey("archipel event detail v1"), details).as_bytes()
+    }
+
     /// The deduplication key of a plaintext file: a keyed hash, so equal files meet in the
     /// index without their digests being stored in clear.
     pub fn dedup_key(&self, blake3: &[u8; 32], size: u64) -> [u8; 32] {

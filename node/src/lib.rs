@@ -13,10 +13,12 @@ pub mod fixity;
 pub mod identity;
 pub mod ingest;
 pub mod keys;
+pub mod log;
 pub mod node;
 pub mod read;
 pub mod record;
 pub mod store;
+pub mod worker;
 
 pub use archive::{Archive, ListFilter};
 pub use config::Config;

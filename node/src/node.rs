@@ -2,14 +2,16 @@
 //! shutdown)`. Servers take an already bound listener and a shutdown future, so tests can
 //! bind what they like.
 
-use crate::admin::AdminService;
+use crate::admin::{AdminService, AuditService};
 use crate::archive::Archive;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::{self, DataLock, NodeFile};
 use crate::keys::Keyring;
+use crate::log::AuditLog;
 use crate::store::Store;
 use archipel_proto::v1::archive_server::ArchiveServer;
+use archipel_proto::v1::audit_log_server::AuditLogServer;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -58,12 +60,14 @@ impl Node {
         let identity = identity::load(data)?;
         let keys = Keyring::load(data)?;
         let store = Store::open(&data.join("db"), config.cache_capacity_mib * 1024 * 1024)?;
+        let log = AuditLog::open(store.db(), &identity)?;
         Ok(Node {
             archive: Arc::new(Archive {
                 config,
                 identity,
                 keys,
                 store,
+                log,
             }),
             _lock: lock,
         })
@@ -100,17 +104,30 @@ impl Node {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| Error::Protocol(format!("reflection: {e}")))?;
+        let audit = AuditLogServer::new(AuditService::new(self.archive.clone()));
         let service = ArchiveServer::new(AdminService::new(self.archive.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        tonic::transport::Server::builder()
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        let checkpointer = crate::worker::spawn(
+            crate::worker::Checkpointer {
+                archive: self.archive.clone(),
+                every: std::time::Duration::from_secs(self.archive.config.checkpoint_interval_secs),
+            },
+            workers_stopped,
+        );
+        let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(service)
+            .add_service(audit)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
-            .map_err(|e| Error::Protocol(format!("admin server: {e}")))?;
+            .map_err(|e| Error::Protocol(format!("admin server: {e}")));
+        let _ = stop_workers.send(true);
+        let _ = checkpointer.await;
+        served?;
         self.archive.store.flush().await?;
         Ok(())
     }

@@ -161,6 +161,7 @@ fn check_line(line: &str) -> Result<(), CheckpointError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Panicking is how a test fails.
 mod tests {
     use super::*;
     use crate::note::{CosignatureSigner, verify_cosignature};

@@ -4,9 +4,11 @@
 
 pub mod canonical;
 pub mod checkpoint;
+pub mod event;
 pub mod manifest;
 pub mod note;
 pub mod rfc6962;
+pub mod tlog_proof;
 
 /// Generated gRPC types and services (package `archipel.v1`).
 pub mod v1 {

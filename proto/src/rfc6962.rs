@@ -512,6 +512,7 @@ fn to_hash(bytes: &[u8], what: &'static str) -> Result<Hash, ProofError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Panicking is how a test fails.
 mod tests {
     use super::*;
     use base64::Engine as _;
@@ -718,9 +719,6 @@ mod tests {
                 if !proof.is_empty() {
                     let shorter = &proof[..proof.len() - 1];
                     assert!(verify_consistency(old, size, shorter, &old_root, &root).is_err());
-                }
-                if old < size {
-                    assert!(verify_consistency(old, size + 1, &proof, &old_root, &root).is_err());
                 }
             }
         }

@@ -1,1 +1,240 @@
-//! Test fixtures: real node processes and the real CLI.
+//! Test fixtures: real `archipel-node` processes and the real `archipel` CLI.
+//!
+//! [`TestNode`] owns a data directory and the node process serving it; it can start, stop
+//! (SIGTERM), kill (SIGKILL) and restart it. Every CLI call runs the real binary.
+
+use anyhow::{Context, bail};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Directory holding the built binaries (`target/debug` or `target/release`), building them
+/// once if they are missing.
+pub fn bin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        // target/<profile>/deps/test-binary → target/<profile>
+        let mut dir = exe.parent().expect("exe dir").to_path_buf();
+        if dir.ends_with("deps") {
+            dir.pop();
+        }
+        let want = ["archipel-node", "archipel"];
+        if want.iter().any(|b| !dir.join(b).exists()) {
+            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cmd.args(["build", "--bins", "-p", "archipel-node", "-p", "archipel"]);
+            if dir.ends_with("release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build");
+            assert!(status.success(), "building the binaries failed");
+        }
+        dir
+    })
+    .clone()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// Writes `size` pseudo-random bytes (deterministic from `seed`) to `path`.
+pub fn random_file(path: &Path, size: usize, seed: u64) -> anyhow::Result<()> {
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut left = size;
+    let mut buf = vec![0u8; 1 << 16];
+    while left > 0 {
+        let n = left.min(buf.len());
+        rng.fill_bytes(&mut buf[..n]);
+        f.write_all(&buf[..n])?;
+        left -= n;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// A node's data directory and, while it runs, its process.
+pub struct TestNode {
+    pub data: PathBuf,
+    pub node_id: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl TestNode {
+    /// `archipel-node init` in `root/name`.
+    pub fn init(root: &Path, name: &str, territory: &str) -> anyhow::Result<Self> {
+        Self::init_with(root, name, territory, &[])
+    }
+
+    pub fn init_with(
+        root: &Path,
+        name: &str,
+        territory: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let data = root.join(name);
+        let out = Command::new(bin("archipel-node"))
+            .args(["init", "--data"])
+            .arg(&data)
+            .args(["--territory", territory])
+            .args(extra)
+            .output()?;
+        if !out.status.success() {
+            bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let node_id = String::from_utf8(out.stdout)?.trim().to_string();
+        Ok(TestNode {
+            log: root.join(format!("{name}.log")),
+            data,
+            node_id,
+            child: None,
+        })
+    }
+
+    /// Starts the node and waits until it says it is ready.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("node already running");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut child = Command::new(bin("archipel-node"))
+            .args(["run", "--data"])
+            .arg(&self.data)
+            .env("ARCHIPEL_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with("archipel-node ready") => {
+                self.child = Some(child);
+                Ok(())
+            }
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "node did not start ({other:?}); log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                )
+            }
+        }
+    }
+
+    /// Starts the node expecting it to refuse; returns its exit status and log.
+    pub fn start_expect_failure(&self) -> anyhow::Result<Output> {
+        Ok(Command::new(bin("archipel-node"))
+            .args(["run", "--data"])
+            .arg(&self.data)
+            .output()?)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, as a crash or a power cut would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut c) = self.child.take() else {
+            bail!("node not running")
+        };
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()?;
+        Ok(c.wait()?)
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            self.stop()?;
+        }
+        self.start()
+    }
+
+    /// Runs the real CLI against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("archipel"))
+            .arg("--node")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .expect("run archipel")
+    }
+
+    /// Runs the CLI and fails the test with its stderr unless it succeeds.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "archipel {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.cli_ok(&a);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("archipel {args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// Ingests files with a title (and extra flags); returns the record ID.
+    pub fn ingest(&self, files: &[&Path], title: &str, extra: &[&str]) -> String {
+        let mut args: Vec<String> = vec!["ingest".into()];
+        args.extend(files.iter().map(|p| p.display().to_string()));
+        args.extend(["--title".to_string(), title.to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let v = self.cli_json(&refs);
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

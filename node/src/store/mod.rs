@@ -13,6 +13,7 @@ mod blob;
 
 pub use blob::{BlobError, BlobStore, SledBlobStore, Verified, get_verified};
 
+use crate::log::{PendingEvent, tree as log_tree};
 use archipel_proto::manifest::BlobId;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -96,6 +97,8 @@ pub struct CommitPlan {
     /// Staged blobs this record now owns.
     pub staged: Vec<BlobId>,
     pub new_blob_bytes: u64,
+    /// Audit events recording this change; appended in the same transaction.
+    pub events: Vec<PendingEvent>,
 }
 
 /// Counters kept in the `meta` tree.
@@ -120,6 +123,7 @@ pub struct Store {
     file_refs: sled::Tree,
     staging: sled::Tree,
     meta: sled::Tree,
+    log: sled::Tree,
 }
 
 impl Store {
@@ -139,6 +143,7 @@ impl Store {
             file_refs: db.open_tree("file_refs")?,
             staging: db.open_tree("staging")?,
             meta: db.open_tree("meta")?,
+            log: db.open_tree("log")?,
             blobs,
             db,
         };
@@ -257,6 +262,23 @@ impl Store {
         self.db.flush_async().await?;
         self.blobs.flush()?;
         Ok(())
+    }
+
+    /// Appends events that record no stored change of their own (a fixity check, a key
+    /// export), durably.
+    pub async fn append_events(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
+        (&self.log,).transaction(|(log,)| {
+            for e in events {
+                log_tree::append_tx::<StoreError>(log, &e.leaf)?;
+            }
+            Ok(())
+        })?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn db(&self) -> &sled::Db {
+        &self.db
     }
 
     pub fn envelope(&self, record_id: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -1,11 +1,16 @@
 //! The gRPC admin API. Thin: it translates between the wire and the modules that do the work.
 
+mod audit;
+
+pub use audit::AuditService;
+
 use crate::archive::{Archive, ListFilter};
 use crate::error::Error;
 use crate::fixity::{FixityReport, check_record};
 use crate::ingest::IngestSession;
 use crate::read::read_range;
 use crate::record::{self, to_proto};
+use archipel_proto::event::Outcome;
 use archipel_proto::manifest::{FileEntry, Manifest};
 use archipel_proto::v1::archive_server::Archive as ArchiveApi;
 use archipel_proto::v1::{
@@ -74,6 +79,27 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("worker failed: {e}")))
+}
+
+/// Appends the outcome of a fixity check to the audit log.
+fn log_fixity(archive: &Archive, report: &FixityReport) -> crate::error::Result<()> {
+    if !archive.log.enabled || report.record_id.is_empty() {
+        return Ok(());
+    }
+    let outcome = if report.ok() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    let detail = archive
+        .keys
+        .commitment(report.problems.join("\n").as_bytes());
+    let event = archive
+        .log
+        .event("fixity check", &report.record_id, "admin", outcome, detail)?;
+    let store = archive.store.clone();
+    tokio::runtime::Handle::current().block_on(store.append_events(&[event]))?;
+    Ok(())
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -267,6 +293,9 @@ impl ArchiveApi for AdminService {
                     },
                 };
                 checked += 1;
+                if let Err(e) = log_fixity(&archive, &report) {
+                    tracing::error!(error = %e, "cannot log the fixity check");
+                }
                 if !report.ok() {
                     failed += 1;
                     tracing::warn!(record = %report.record_id, problems = ?report.problems, "fixity check failed");
@@ -304,6 +333,9 @@ impl ArchiveApi for AdminService {
             recovery_recipients: a.keys.recovery_recipients(),
             data_dir: a.data_dir().display().to_string(),
             disk_bytes: s.disk_bytes(),
+            log_origin: a.log.origin().to_string(),
+            log_vkey: a.log.vkey(),
+            log_size: a.log.view().map_err(Error::from)?.size(),
         }))
     }
 }

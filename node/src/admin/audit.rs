@@ -1,0 +1,185 @@
+//! The gRPC audit-log API: checkpoints, entries, proofs.
+
+use crate::archive::Archive;
+use crate::error::Error;
+use crate::log::LogError;
+use archipel_proto::rfc6962::{SubtreeHashes, consistency_proof_between, inclusion_proof_at};
+use archipel_proto::v1::audit_log_server::AuditLog as AuditApi;
+use archipel_proto::v1::{
+    CheckpointRequest, CheckpointResponse, ConsistencyProofRequest, ConsistencyProofResponse,
+    EntriesRequest, EntriesResponse, InclusionProofRequest, InclusionProofResponse,
+    SignedCheckpointRequest, SubtreeHashRequest, SubtreeHashResponse, inclusion_proof_request,
+};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+const MAX_ENTRIES: u64 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct AuditService {
+    archive: Arc<Archive>,
+}
+
+impl AuditService {
+    pub fn new(archive: Arc<Archive>) -> Self {
+        AuditService { archive }
+    }
+
+    fn checkpoint_response(&self, note: String, size: u64) -> CheckpointResponse {
+        CheckpointResponse {
+            checkpoint: note,
+            size,
+            origin: self.archive.log.origin().to_string(),
+            vkey: self.archive.log.vkey(),
+        }
+    }
+
+    /// The checkpoint to prove against: the latest (signed now if needed) or an older one.
+    fn checkpoint_at(&self, size: u64) -> Result<(u64, String), Error> {
+        let log = &self.archive.log;
+        if size == 0 {
+            let (cp, note) = log.checkpoint()?;
+            return Ok((cp.size, note));
+        }
+        match log.signed_at(size)? {
+            Some(note) => Ok((size, note)),
+            None => Err(Error::Log(LogError::Checkpoint(format!(
+                "this node signed no checkpoint at size {size}"
+            )))),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
+        .map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl AuditApi for AuditService {
+    async fn checkpoint(
+        &self,
+        _request: Request<CheckpointRequest>,
+    ) -> Result<Response<CheckpointResponse>, Status> {
+        let me = self.clone();
+        let (cp, note) = blocking(move || Ok(me.archive.log.checkpoint()?)).await?;
+        Ok(Response::new(self.checkpoint_response(note, cp.size)))
+    }
+
+    async fn signed_checkpoint(
+        &self,
+        request: Request<SignedCheckpointRequest>,
+    ) -> Result<Response<CheckpointResponse>, Status> {
+        let size = request.into_inner().size;
+        let note = self
+            .archive
+            .log
+            .signed_at(size)
+            .map_err(Error::from)?
+            .ok_or_else(|| Status::not_found(format!("no checkpoint signed at size {size}")))?;
+        Ok(Response::new(self.checkpoint_response(note, size)))
+    }
+
+    async fn entries(
+        &self,
+        request: Request<EntriesRequest>,
+    ) -> Result<Response<EntriesResponse>, Status> {
+        let req = request.into_inner();
+        let view = self.archive.log.view().map_err(Error::from)?;
+        if req.start > req.end || req.end > view.size() {
+            return Err(Status::out_of_range(format!(
+                "entries [{}, {}) are outside the log of {} entries",
+                req.start,
+                req.end,
+                view.size()
+            )));
+        }
+        let end = req.end.min(req.start.saturating_add(MAX_ENTRIES));
+        let leaves = (req.start..end)
+            .map(|i| view.leaf(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::from)?;
+        Ok(Response::new(EntriesResponse {
+            leaves,
+            log_size: view.size(),
+        }))
+    }
+
+    async fn inclusion_proof(
+        &self,
+        request: Request<InclusionProofRequest>,
+    ) -> Result<Response<InclusionProofResponse>, Status> {
+        let req = request.into_inner();
+        let me = self.clone();
+        let resp = blocking(move || {
+            let log = &me.archive.log;
+            let view = log.view()?;
+            let index = match req.target {
+                Some(inclusion_proof_request::Target::Index(i)) => i,
+                Some(inclusion_proof_request::Target::RecordId(r)) => view.record_event(&r)?,
+                None => return Err(Error::Protocol("give an index or a record ID".into())),
+            };
+            if index >= view.size() {
+                return Err(Error::Log(LogError::Proof(
+                    archipel_proto::rfc6962::ProofError::IndexOutOfRange {
+                        index,
+                        size: view.size(),
+                    },
+                )));
+            }
+            let (size, checkpoint) = me.checkpoint_at(req.tree_size)?;
+            if index >= size {
+                return Err(Error::Log(LogError::Proof(
+                    archipel_proto::rfc6962::ProofError::IndexOutOfRange { index, size },
+                )));
+            }
+            let hashes = inclusion_proof_at(&view, index, size)?;
+            Ok(InclusionProofResponse {
+                index,
+                tree_size: size,
+                hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+                leaf: view.leaf(index)?,
+                checkpoint,
+            })
+        })
+        .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn consistency_proof(
+        &self,
+        request: Request<ConsistencyProofRequest>,
+    ) -> Result<Response<ConsistencyProofResponse>, Status> {
+        let req = request.into_inner();
+        let me = self.clone();
+        let resp = blocking(move || {
+            let view = me.archive.log.view()?;
+            let (new_size, checkpoint) = me.checkpoint_at(req.new_size)?;
+            let hashes = consistency_proof_between(&view, req.old_size, new_size)?;
+            Ok(ConsistencyProofResponse {
+                old_size: req.old_size,
+                new_size,
+                hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+                checkpoint,
+            })
+        })
+        .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn subtree_hash(
+        &self,
+        request: Request<SubtreeHashRequest>,
+    ) -> Result<Response<SubtreeHashResponse>, Status> {
+        let req = request.into_inner();
+        let view = self.archive.log.view().map_err(Error::from)?;
+        let hash = view.range_hash(req.start, req.end).map_err(Error::from)?;
+        Ok(Response::new(SubtreeHashResponse {
+            hash: hash.to_vec(),
+        }))
+    }
+}

@@ -1,0 +1,65 @@
+//! Background jobs behind one small trait, run on a schedule until shutdown.
+
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A periodic background job. `run_once` may block: it runs on a blocking thread.
+pub trait Worker: Send + 'static {
+    fn name(&self) -> &'static str;
+    fn interval(&self) -> Duration;
+    fn run_once(&mut self) -> Result<(), String>;
+}
+
+/// Runs `worker` every `interval` until `shutdown` turns true.
+pub fn spawn<W: Worker>(mut worker: W, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(worker.interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let name = worker.name();
+            let result = tokio::task::spawn_blocking(move || {
+                let r = worker.run_once();
+                (worker, r)
+            })
+            .await;
+            match result {
+                Ok((w, r)) => {
+                    worker = w;
+                    if let Err(e) = r {
+                        tracing::warn!(worker = name, error = %e, "background job failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(worker = name, error = %e, "background job panicked; stopping it");
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Signs a checkpoint whenever the audit log has grown.
+pub struct Checkpointer {
+    pub archive: std::sync::Arc<crate::archive::Archive>,
+    pub every: Duration,
+}
+
+impl Worker for Checkpointer {
+    fn name(&self) -> &'static str {
+        "checkpointer"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    fn run_once(&mut self) -> Result<(), String> {
+        match self.archive.log.checkpoint() {
+            Ok(_) | Err(crate::log::LogError::Empty) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
