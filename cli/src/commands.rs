@@ -36,6 +36,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<InvalidInput>().is_some() {
         return 5;
     }
+    if e.downcast_ref::<crate::log::NotVerified>().is_some() {
+        return 8;
+    }
     1
 }
 
@@ -117,6 +120,7 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { record } => verify(&node, json_out, record).await,
+        Command::Log(cmd) => crate::log::run(&node, json_out, cmd).await,
         Command::Status => {
             let mut c = connect(&node).await?;
             let s = c.node_info(NodeInfoRequest {}).await?.into_inner();
@@ -135,6 +139,8 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
                 );
                 println!("data       {}", s.data_dir);
                 println!("age key    {}", s.territory_recipient);
+                println!("audit log  {} ({} entries)", s.log_origin, s.log_size);
+                println!("log key    {}", s.log_vkey);
                 for r in &s.recovery_recipients {
                     println!("recovery   {r}");
                 }

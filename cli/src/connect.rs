@@ -38,7 +38,14 @@ impl std::fmt::Display for Unreachable {
 impl std::error::Error for Unreachable {}
 
 pub async fn connect(node: &str) -> anyhow::Result<ArchiveClient<Channel>> {
-    let channel = match parse_target(node) {
+    Ok(ArchiveClient::new(channel(node).await?)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
+}
+
+/// A channel to the node's admin socket, shared by all its services.
+pub async fn channel(node: &str) -> anyhow::Result<Channel> {
+    Ok(match parse_target(node) {
         Target::Socket(path) => {
             if !path.exists() {
                 return Err(Unreachable(format!(
@@ -66,8 +73,5 @@ pub async fn connect(node: &str) -> anyhow::Result<ArchiveClient<Channel>> {
                 "remote admin ({url}) needs mutual TLS, which this version does not offer yet: run the CLI on the node's machine, against its data directory or unix:PATH"
             )
         }
-    };
-    Ok(ArchiveClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE))
+    })
 }

@@ -3,6 +3,7 @@
 
 mod commands;
 mod connect;
+mod log;
 mod metadata;
 mod output;
 
@@ -19,7 +20,8 @@ Exit codes:
   4  record or file not found
   5  invalid input (metadata, files), named in the message
   6  fixity failure: a record does not match its digests (data loss)
-  7  resource exhausted (disk full, record too large)";
+  7  resource exhausted (disk full, record too large)
+  8  a log, checkpoint or proof does not verify (tampering or fork)";
 
 #[derive(Parser)]
 #[command(name = "archipel", version, about = "Archipel: archive a territory's records, read them back, check them.", after_help = EXIT_CODES)]
@@ -88,6 +90,9 @@ enum Command {
     Verify { record: Option<String> },
     /// The node's identity and counters.
     Status,
+    /// The audit log: read it, verify it, prove a deposit.
+    #[command(subcommand)]
+    Log(log::LogCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]

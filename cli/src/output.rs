@@ -128,6 +128,9 @@ pub fn status_json(s: &NodeInfoResponse) -> Value {
         "territory_recipient": s.territory_recipient,
         "recovery_recipients": s.recovery_recipients,
         "data_dir": s.data_dir,
+        "log_origin": s.log_origin,
+        "log_vkey": s.log_vkey,
+        "log_size": s.log_size,
     })
 }
 

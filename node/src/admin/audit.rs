@@ -75,11 +75,17 @@ impl AuditApi for AuditService {
         request: Request<SignedCheckpointRequest>,
     ) -> Result<Response<CheckpointResponse>, Status> {
         let size = request.into_inner().size;
-        let note = self
-            .archive
-            .log
-            .signed_at(size)
-            .map_err(Error::from)?
+        let log = &self.archive.log;
+        // 0: the latest checkpoint already signed, without signing a new one (what a
+        // verifier wants when the node refuses to sign).
+        let found = if size == 0 {
+            log.latest_signed()
+                .map_err(Error::from)?
+                .map(|(cp, note)| (cp.size, note))
+        } else {
+            log.signed_at(size).map_err(Error::from)?.map(|n| (size, n))
+        };
+        let (size, note) = found
             .ok_or_else(|| Status::not_found(format!("no checkpoint signed at size {size}")))?;
         Ok(Response::new(self.checkpoint_response(note, size)))
     }

@@ -221,9 +221,10 @@ impl Store {
             &self.file_refs,
             &self.staging,
             &self.meta,
+            &self.log,
         );
         trees.transaction(
-            |(records, record_keys, catalog, dedup, file_refs, staging, meta)| {
+            |(records, record_keys, catalog, dedup, file_refs, staging, meta, log)| {
                 let id = plan.record_id.as_bytes();
                 if records.get(id)?.is_some() {
                     return Err(ConflictableTransactionError::Abort(StoreError::Backend(
@@ -256,6 +257,12 @@ impl Store {
                 add(meta, RECORDS, 1)?;
                 add(meta, BLOBS, plan.staged.len() as u64)?;
                 add(meta, BLOB_BYTES, plan.new_blob_bytes)?;
+                for e in &plan.events {
+                    let index = log_tree::append_tx(log, &e.leaf)?;
+                    if let Some(record) = &e.ingestion_of {
+                        log_tree::index_record_tx(log, record, index)?;
+                    }
+                }
                 Ok(())
             },
         )?;
