@@ -120,6 +120,29 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { record } => verify(&node, json_out, record).await,
+        Command::Edit { record, meta } => {
+            let mut c = connect(&node).await?;
+            let current = c
+                .show(ShowRequest {
+                    record_id: record.clone(),
+                })
+                .await?
+                .into_inner();
+            let merged = metadata::overlay(meta, current.metadata.unwrap_or_default());
+            let r = c
+                .update_metadata(pb::UpdateMetadataRequest {
+                    record_id: record,
+                    metadata: Some(merged),
+                })
+                .await?
+                .into_inner();
+            if json_out {
+                println!("{}", record_json(&r));
+            } else {
+                print_record(&r);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Log(cmd) => crate::log::run(&node, json_out, cmd).await,
         Command::Status => {
             let mut c = connect(&node).await?;

@@ -84,6 +84,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         limit: usize,
     },
+    /// Change a record's metadata (e.g. set its communicability); the content never changes.
+    Edit {
+        record: String,
+        #[command(flatten)]
+        meta: metadata::MetadataArgs,
+    },
     /// Show a record's metadata, files and digests.
     Show { record: String },
     /// Fixity check of one record, or of all of them.

@@ -120,3 +120,45 @@ pub fn merge(flags: MetadataArgs, file: Option<MetadataArgs>) -> RecordMetadata 
         person_birth_date: pick(flags.person_birth_date, f.person_birth_date),
     }
 }
+
+/// Flags given on the command line replace the record's current values.
+pub fn overlay(flags: MetadataArgs, current: RecordMetadata) -> RecordMetadata {
+    let pick = |a: Option<String>, b: String| a.unwrap_or(b);
+    let single = flags.date.is_some();
+    let range = flags.date_from.is_some() || flags.date_to.is_some();
+    RecordMetadata {
+        title: pick(flags.title, current.title),
+        description: pick(flags.description, current.description),
+        producer: pick(flags.producer, current.producer),
+        // A new date replaces a range and the reverse.
+        date: if range {
+            flags.date.unwrap_or_default()
+        } else {
+            pick(flags.date, current.date)
+        },
+        date_from: if single {
+            String::new()
+        } else {
+            pick(flags.date_from, current.date_from)
+        },
+        date_to: if single {
+            String::new()
+        } else {
+            pick(flags.date_to, current.date_to)
+        },
+        record_type: pick(flags.record_type, current.record_type),
+        language: pick(flags.language, current.language),
+        keywords: if flags.keywords.is_empty() {
+            current.keywords
+        } else {
+            flags.keywords
+        },
+        licence: pick(flags.licence, current.licence),
+        communicability: pick(flags.communicability, current.communicability),
+        dua_years: flags.dua.or(current.dua_years),
+        final_disposition: pick(flags.final_disposition, current.final_disposition),
+        metadata_public: flags.metadata_public || current.metadata_public,
+        person_death_date: pick(flags.person_death_date, current.person_death_date),
+        person_birth_date: pick(flags.person_birth_date, current.person_birth_date),
+    }
+}

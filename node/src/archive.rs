@@ -121,3 +121,95 @@ impl Archive {
         self.config.data_dir.clone()
     }
 }
+
+/// Metadata fields that are access and retention policy rather than description.
+fn policy_changed(
+    a: &archipel_proto::manifest::Metadata,
+    b: &archipel_proto::manifest::Metadata,
+) -> bool {
+    a.communicability != b.communicability
+        || a.metadata_public != b.metadata_public
+        || a.dua_years != b.dua_years
+        || a.final_disposition != b.final_disposition
+        || a.person_death_date != b.person_death_date
+        || a.person_birth_date != b.person_birth_date
+        || a.licence != b.licence
+}
+
+fn description_changed(
+    a: &archipel_proto::manifest::Metadata,
+    b: &archipel_proto::manifest::Metadata,
+) -> bool {
+    a.title != b.title
+        || a.description != b.description
+        || a.producer != b.producer
+        || a.date_from != b.date_from
+        || a.date_to != b.date_to
+        || a.record_type != b.record_type
+        || a.language != b.language
+        || a.keywords != b.keywords
+}
+
+impl Archive {
+    /// Replaces a record's metadata: the manifest is sealed again to the same record key, the
+    /// envelope re-signed, and the change logged, all in one transaction. Blobs are untouched.
+    pub async fn update_metadata(
+        &self,
+        record_id: &str,
+        metadata: archipel_proto::manifest::Metadata,
+    ) -> Result<Manifest> {
+        use archipel_proto::event::Outcome;
+        use archipel_proto::manifest::Envelope;
+        let old = self.manifest(record_id)?;
+        let mut events = Vec::new();
+        let detail = self.keys.commitment(&metadata.encode());
+        if policy_changed(&old.metadata, &metadata) {
+            events.push(self.log.event(
+                "policy assignment",
+                record_id,
+                "admin",
+                Outcome::Success,
+                detail,
+            )?);
+        }
+        if description_changed(&old.metadata, &metadata) {
+            events.push(self.log.event(
+                "metadata modification",
+                record_id,
+                "admin",
+                Outcome::Success,
+                detail,
+            )?);
+        }
+        if events.is_empty() {
+            return Ok(old);
+        }
+        if !self.log.enabled {
+            events.clear();
+        }
+        let key_envelope = self
+            .store
+            .key_envelope(record_id)?
+            .ok_or_else(|| StoreError::NotFound(record_id.to_string()))?;
+        let record_key = self.keys.unwrap_record_key(&key_envelope, record_id)?;
+        let manifest = Manifest { metadata, ..old };
+        let plain = manifest.encode();
+        let recipient = record_key.to_public();
+        let sealed =
+            crate::keys::seal_to(std::iter::once(&recipient as &dyn age::Recipient), &plain)?;
+        let envelope = Envelope::sign(
+            manifest.record_id.clone(),
+            manifest.origin.clone(),
+            manifest.ingested_at,
+            sealed,
+            manifest.blob_ids(),
+            &self.identity.signing_key,
+        )
+        .encode();
+        let catalog = self.keys.seal_index(&plain, record_id.as_bytes())?;
+        self.store
+            .replace_record(record_id, envelope, catalog, events)
+            .await?;
+        Ok(manifest)
+    }
+}

@@ -148,6 +148,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 fn export_kit(data: &Path, out: &Path) -> anyhow::Result<()> {
     let kit = RecoveryKit::from_data_dir(data)?;
     let sealed = kit.seal(&passphrase(true)?, None)?;
+    // Logged before the kit exists: an export that is not in the log cannot happen.
+    log_key_export(data)?;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -164,6 +166,50 @@ fn export_kit(data: &Path, out: &Path) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Every key export is in the audit log: through the running node, or directly if it is
+/// stopped.
+fn log_key_export(data: &Path) -> anyhow::Result<()> {
+    use archipel_node::identity::IdentityError;
+    use archipel_proto::event::Outcome;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let cfg = Config::with_data_dir(data);
+    match Node::open(cfg.clone()) {
+        Ok(node) => rt.block_on(async {
+            let a = &node.archive;
+            let e = a.log.event(
+                "archipel:key export",
+                "node",
+                "operator",
+                Outcome::Success,
+                [0; 32],
+            )?;
+            a.store.append_events(&[e]).await?;
+            Ok::<_, anyhow::Error>(())
+        }),
+        Err(archipel_node::Error::Identity(IdentityError::Locked(_))) => rt.block_on(async {
+            let socket = cfg.admin_socket_path();
+            let channel = tonic::transport::Endpoint::try_from("http://archipel.invalid")?
+                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                    let socket = socket.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(socket).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    }
+                }))
+                .await
+                .context("the node is running but its admin socket does not answer")?;
+            archipel_proto::v1::archive_client::ArchiveClient::new(channel)
+                .log_key_export(archipel_proto::v1::LogKeyExportRequest {})
+                .await
+                .context("the running node did not log the export")?;
+            Ok(())
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -15,8 +15,8 @@ use archipel_proto::manifest::{FileEntry, Manifest};
 use archipel_proto::v1::archive_server::Archive as ArchiveApi;
 use archipel_proto::v1::{
     self as pb, GetRequest, GetResponse, IngestRequest, IngestResponse, ListRequest, ListResponse,
-    NodeInfoRequest, NodeInfoResponse, RecordInfo, ShowRequest, VerifyReport, VerifyRequest,
-    get_response, ingest_request,
+    LogKeyExportRequest, LogKeyExportResponse, NodeInfoRequest, NodeInfoResponse, RecordInfo,
+    ShowRequest, UpdateMetadataRequest, VerifyReport, VerifyRequest, get_response, ingest_request,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -161,6 +161,29 @@ impl ArchiveApi for AdminService {
         let archive = self.archive.clone();
         let manifest = archive.manifest(&req.record_id)?;
         let file = archive.find_file(&manifest, &req.file_name)?.clone();
+        // Reading a record that is not yet communicable is a derogation: it is logged.
+        let open =
+            crate::record::communicability(&manifest.metadata, crate::clock::today()).is_open();
+        if !open && archive.log.enabled {
+            let detail = archive
+                .keys
+                .commitment(format!("{}\n{}\n{}", file.name, req.offset, req.length).as_bytes());
+            let event = archive
+                .log
+                .event(
+                    "dissemination",
+                    &req.record_id,
+                    "admin",
+                    Outcome::Success,
+                    detail,
+                )
+                .map_err(Error::from)?;
+            archive
+                .store
+                .append_events(&[event])
+                .await
+                .map_err(Error::from)?;
+        }
         if req.offset > file.size {
             return Err(Error::from(crate::store::StoreError::Range {
                 offset: req.offset,
@@ -313,6 +336,49 @@ impl ArchiveApi for AdminService {
             }));
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn update_metadata(
+        &self,
+        request: Request<UpdateMetadataRequest>,
+    ) -> Result<Response<RecordInfo>, Status> {
+        let req = request.into_inner();
+        let m = req
+            .metadata
+            .ok_or_else(|| Status::invalid_argument("metadata is required"))?;
+        let metadata = record::validate(&m).map_err(Error::from)?;
+        let updated = self
+            .archive
+            .update_metadata(&req.record_id, metadata)
+            .await?;
+        let digest = self
+            .archive
+            .store
+            .envelope(&req.record_id)
+            .map_err(Error::from)?
+            .map(|e| blake3::hash(&e).to_hex().to_string())
+            .unwrap_or_default();
+        tracing::info!(record = %req.record_id, "metadata updated");
+        Ok(Response::new(record_info(&updated, digest)))
+    }
+
+    async fn log_key_export(
+        &self,
+        _request: Request<LogKeyExportRequest>,
+    ) -> Result<Response<LogKeyExportResponse>, Status> {
+        let a = &self.archive;
+        let event = a
+            .log
+            .event(
+                "archipel:key export",
+                "node",
+                "operator",
+                Outcome::Success,
+                [0; 32],
+            )
+            .map_err(Error::from)?;
+        a.store.append_events(&[event]).await.map_err(Error::from)?;
+        Ok(Response::new(LogKeyExportResponse {}))
     }
 
     async fn node_info(

@@ -284,6 +284,32 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a record's envelope and catalog entry (a metadata update) with its events.
+    pub async fn replace_record(
+        &self,
+        record_id: &str,
+        envelope: Vec<u8>,
+        catalog_entry: Vec<u8>,
+        events: Vec<PendingEvent>,
+    ) -> Result<(), StoreError> {
+        (&self.records, &self.catalog, &self.log).transaction(|(records, catalog, log)| {
+            let id = record_id.as_bytes();
+            if records.get(id)?.is_none() {
+                return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
+                    record_id.to_string(),
+                )));
+            }
+            records.insert(id, envelope.as_slice())?;
+            catalog.insert(id, catalog_entry.as_slice())?;
+            for e in &events {
+                log_tree::append_tx(log, &e.leaf)?;
+            }
+            Ok(())
+        })?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
