@@ -41,7 +41,11 @@ pub enum LogCommand {
         key: Option<String>,
     },
     /// Print the latest signed checkpoint (save it to check the log later with --since).
-    Checkpoint,
+    Checkpoint {
+        /// Also write its RFC 3161 timestamp token (DER) here, if a TSA stamped it.
+        #[arg(long)]
+        timestamp_out: Option<PathBuf>,
+    },
     /// Write the deposit certificate of a record (C2SP tlog-proof).
     Prove {
         record: String,
@@ -92,13 +96,23 @@ pub async fn run(node: &str, json_out: bool, cmd: LogCommand) -> anyhow::Result<
         LogCommand::CheckProof { file, key } => check_proof(json_out, file, &key),
         LogCommand::Tail { n, follow } => tail(node, json_out, n, follow).await,
         LogCommand::Verify { since, key } => verify(node, json_out, since, key).await,
-        LogCommand::Checkpoint => {
+        LogCommand::Checkpoint { timestamp_out } => {
             let (mut log, _) = client(node).await?;
             let cp = log.checkpoint(CheckpointRequest {}).await?.into_inner();
+            if let Some(path) = timestamp_out {
+                if cp.timestamp_token.is_empty() {
+                    bail!(
+                        "checkpoint {} has no RFC 3161 timestamp (is tsa_url configured? the checkpointer stamps within checkpoint_interval_secs)",
+                        cp.size
+                    );
+                }
+                std::fs::write(&path, &cp.timestamp_token)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             if json_out {
                 println!(
                     "{}",
-                    json!({"checkpoint": cp.checkpoint, "size": cp.size, "origin": cp.origin, "vkey": cp.vkey})
+                    json!({"checkpoint": cp.checkpoint, "size": cp.size, "origin": cp.origin, "vkey": cp.vkey, "timestamped": !cp.timestamp_token.is_empty()})
                 );
             } else {
                 print!("{}", cp.checkpoint);

@@ -37,6 +37,9 @@ pub struct Config {
     pub log_json: bool,
     /// How often (seconds) a checkpoint of the audit log is signed when the log has grown.
     pub checkpoint_interval_secs: u64,
+    /// An RFC 3161 time-stamping authority (`http://host:port/path`); when set, every
+    /// signed checkpoint is also timestamped by it.
+    pub tsa_url: Option<String>,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             max_record_gib: 1024,
             log_json: false,
             checkpoint_interval_secs: 60,
+            tsa_url: None,
         }
     }
 }
@@ -94,6 +98,13 @@ impl Config {
             problems.push(format!(
                 "checkpoint_interval_secs = {}: must be between 1 and 86400",
                 self.checkpoint_interval_secs
+            ));
+        }
+        if let Some(url) = &self.tsa_url
+            && !url.starts_with("http://")
+        {
+            problems.push(format!(
+                "tsa_url = {url:?}: must be an http:// URL of an RFC 3161 time-stamping authority"
             ));
         }
         if self.max_record_gib == 0 {

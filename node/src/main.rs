@@ -106,8 +106,13 @@ async fn shutdown_signal() {
 }
 
 fn load_config(data: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<Config> {
-    let mut cfg = match &config {
-        Some(path) => Config::load(path)?,
+    // An explicit --config, else <data>/archipel.toml when it exists, else the defaults.
+    let in_data = data
+        .as_ref()
+        .map(|d| d.join("archipel.toml"))
+        .filter(|p| p.exists());
+    let mut cfg = match config.or(in_data) {
+        Some(path) => Config::load(&path)?,
         None => Config::default(),
     };
     if let Some(d) = data {

@@ -57,9 +57,33 @@ impl Worker for Checkpointer {
         self.every
     }
     fn run_once(&mut self) -> Result<(), String> {
-        match self.archive.log.checkpoint() {
-            Ok(_) | Err(crate::log::LogError::Empty) => Ok(()),
-            Err(e) => Err(e.to_string()),
+        let log = &self.archive.log;
+        let (cp, note) = match log.checkpoint() {
+            Ok(signed) => signed,
+            Err(crate::log::LogError::Empty) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let Some(url) = &self.archive.config.tsa_url else {
+            return Ok(());
+        };
+        if log
+            .timestamp_of(cp.size)
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Ok(());
         }
+        // A blocking thread: waiting here on the TSA holds up nothing else.
+        let token = tokio::runtime::Handle::current()
+            .block_on(crate::log::timestamp::stamp(
+                url,
+                note.as_bytes(),
+                Duration::from_secs(20),
+            ))
+            .map_err(|e| format!("timestamping checkpoint {} with {url}: {e}", cp.size))?;
+        log.store_timestamp(cp.size, &token.der)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(size = cp.size, gen_time = %token.gen_time, "checkpoint timestamped");
+        Ok(())
     }
 }

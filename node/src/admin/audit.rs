@@ -26,11 +26,13 @@ impl AuditService {
     }
 
     fn checkpoint_response(&self, note: String, size: u64) -> CheckpointResponse {
+        let log = &self.archive.log;
         CheckpointResponse {
             checkpoint: note,
             size,
-            origin: self.archive.log.origin().to_string(),
-            vkey: self.archive.log.vkey(),
+            origin: log.origin().to_string(),
+            vkey: log.vkey(),
+            timestamp_token: log.timestamp_of(size).ok().flatten().unwrap_or_default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! (C2SP signed notes) are signed with the node's Ed25519 key and kept, and the node never
 //! signs a checkpoint inconsistent with one it signed before.
 
+pub mod timestamp;
 pub mod tree;
 
 pub use tree::{LogError, LogView};
@@ -26,6 +27,7 @@ pub struct PendingEvent {
 pub struct AuditLog {
     tree: sled::Tree,
     checkpoints: sled::Tree,
+    timestamps: sled::Tree,
     signer: Signer,
     origin: String,
     node_id: String,
@@ -68,6 +70,7 @@ impl AuditLog {
         Ok(AuditLog {
             tree: db.open_tree("log")?,
             checkpoints: db.open_tree("log_checkpoints")?,
+            timestamps: db.open_tree("log_timestamps")?,
             signer,
             origin,
             node_id: identity.node_id.clone(),
@@ -183,6 +186,17 @@ impl AuditLog {
         self.checkpoints.flush()?;
         tracing::debug!(size, "signed a checkpoint");
         Ok((cp, note))
+    }
+
+    /// The RFC 3161 token of the checkpoint of `size`, if a TSA stamped it.
+    pub fn timestamp_of(&self, size: u64) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self.timestamps.get(size.to_be_bytes())?.map(|v| v.to_vec()))
+    }
+
+    pub fn store_timestamp(&self, size: u64, token: &[u8]) -> Result<(), LogError> {
+        self.timestamps.insert(size.to_be_bytes(), token)?;
+        self.timestamps.flush()?;
+        Ok(())
     }
 
     /// The signed checkpoint of exactly `size`, if this node signed one.

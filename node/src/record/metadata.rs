@@ -188,7 +188,7 @@ pub fn validate(m: &RecordMetadata) -> Result<Metadata, ValidationError> {
     {
         return Err(ValidationError::new("dua", "at most 200 years"));
     }
-    if m.dua_years.is_some() != !final_disposition.is_empty() {
+    if m.dua_years.is_some() == final_disposition.is_empty() {
         return Err(ValidationError::new(
             "dua",
             "the DUA and the sort final go together: give both --dua YEARS and --final C|D|T, or neither",
