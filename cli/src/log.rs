@@ -263,39 +263,56 @@ async fn verify(
         .map_err(|e| anyhow::anyhow!("invalid verifier key: {e}"))?;
     // The latest checkpoint: signed now if the log grew; if the node refuses to sign (its
     // log no longer extends what it signed), check against the last one it did sign.
+    // The latest checkpoint: signed now if the log grew; if the node refuses to sign (its
+    // log no longer extends what it signed), check against the last one it did sign. No
+    // checkpoint at all: an empty log (which a saved checkpoint will expose if it was wiped).
     let note = match log.checkpoint(CheckpointRequest {}).await {
-        Ok(r) => r.into_inner().checkpoint,
+        Ok(r) => Some(r.into_inner().checkpoint),
         Err(status) => {
-            eprintln!(
-                "warning: the node refuses to sign a checkpoint: {}",
-                status.message()
-            );
-            log.signed_checkpoint(SignedCheckpointRequest { size: 0 })
-                .await?
-                .into_inner()
-                .checkpoint
+            if status.code() != tonic::Code::InvalidArgument {
+                eprintln!(
+                    "warning: the node refuses to sign a checkpoint: {}",
+                    status.message()
+                );
+            }
+            match log
+                .signed_checkpoint(SignedCheckpointRequest { size: 0 })
+                .await
+            {
+                Ok(r) => Some(r.into_inner().checkpoint),
+                Err(s) if s.code() == tonic::Code::NotFound => None,
+                Err(s) => return Err(s.into()),
+            }
         }
     };
-    let cp = Checkpoint::open(note.as_bytes(), &verifier).map_err(|e| {
-        fail(format!(
-            "the latest checkpoint does not verify with {vkey}: {e}"
-        ))
-    })?;
-    let available = info.log_size.max(cp.size);
-    let (all, log_size) = leaves(&mut log, 0, info.log_size.min(available)).await?;
-    if log_size < cp.size || (all.len() as u64) < cp.size {
+    let cp = match note {
+        Some(note) => Checkpoint::open(note.as_bytes(), &verifier).map_err(|e| {
+            fail(format!(
+                "the latest checkpoint does not verify with {vkey}: {e}"
+            ))
+        })?,
+        None => Checkpoint {
+            origin: info.log_origin.clone(),
+            size: 0,
+            root: archipel_proto::rfc6962::empty_root(),
+            extensions: vec![],
+        },
+    };
+    // Read the size after the checkpoint: the log only grows, so fewer entries than the
+    // checkpoint covers means entries were removed.
+    let size_now = archive
+        .node_info(NodeInfoRequest {})
+        .await?
+        .into_inner()
+        .log_size;
+    if size_now < cp.size {
         return Err(fail(format!(
-            "the log was truncated: a checkpoint is signed at size {} but the log has {} entries; first missing index {}",
-            cp.size,
-            all.len(),
-            all.len()
+            "the log was truncated: a checkpoint is signed at size {} but the log has {size_now} entries; first missing index {size_now}",
+            cp.size
         )));
     }
-    let hashes: Vec<Hash> = all
-        .iter()
-        .take(cp.size as usize)
-        .map(|l| leaf_hash(l))
-        .collect();
+    let (all, _) = leaves(&mut log, 0, cp.size).await?;
+    let hashes: Vec<Hash> = all.iter().map(|l| leaf_hash(l)).collect();
     if root_from_leaf_hashes(&hashes) != cp.root {
         let msg = match first_bad_index(&mut log, &hashes, cp.root).await? {
             Ok(i) => format!(

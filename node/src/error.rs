@@ -57,14 +57,15 @@ impl From<Error> for tonic::Status {
                 StoreError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => {
                     Status::resource_exhausted(msg)
                 }
-                StoreError::Corrupt { .. } | StoreError::DigestMismatch { .. } => {
-                    Status::data_loss(msg)
-                }
+                StoreError::Corrupt { .. }
+                | StoreError::Missing { .. }
+                | StoreError::Damaged { .. }
+                | StoreError::DigestMismatch { .. } => Status::data_loss(msg),
                 _ => Status::internal(msg),
             },
             Error::Log(l) => match l {
                 LogError::Proof(_) | LogError::Empty => Status::invalid_argument(msg),
-                LogError::NoRecord(_) => Status::not_found(msg),
+                LogError::NoRecord(_) | LogError::NotSigned(_) => Status::not_found(msg),
                 LogError::Inconsistent { .. } | LogError::Damaged(_) => Status::data_loss(msg),
                 _ => Status::internal(msg),
             },

@@ -60,6 +60,10 @@ pub struct NodeFile {
     pub territory: String,
     pub node_id: String,
     pub created_at: String,
+    /// The territory's age recipient: the node refuses a `territory.key` that is not its own.
+    pub territory_recipient: String,
+    /// A keyed digest that identifies `index.key` without revealing it.
+    pub index_key_check: String,
 }
 
 #[derive(Debug)]
@@ -67,6 +71,9 @@ pub struct NodeIdentity {
     pub territory: String,
     pub node_id: String,
     pub signing_key: SigningKey,
+    /// From `node.toml`, to check the key files against.
+    pub territory_recipient: String,
+    pub index_key_check: String,
 }
 
 impl NodeIdentity {
@@ -201,6 +208,8 @@ pub fn load(data: &Path) -> Result<NodeIdentity, IdentityError> {
         territory: file.territory,
         node_id,
         signing_key,
+        territory_recipient: file.territory_recipient,
+        index_key_check: file.index_key_check,
     })
 }
 

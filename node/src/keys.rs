@@ -33,6 +33,14 @@ pub enum KeyError {
     Encrypt(String),
     #[error("cannot decrypt {what}: {why}")]
     Decrypt { what: String, why: String },
+    #[error(
+        "{file} is not this node's key (node.toml expects {expected}, the file holds {found}): restore the right file, e.g. from the recovery kit"
+    )]
+    WrongKey {
+        file: &'static str,
+        expected: String,
+        found: String,
+    },
     #[error("the recovery kit could not be opened: wrong passphrase or not a kit ({0})")]
     Kit(String),
 }
@@ -165,6 +173,33 @@ impl Keyring {
         let text =
             String::from_utf8(plain).map_err(|_| KeyError::BadIdentity { what: what.clone() })?;
         parse_identity(&text, &what)
+    }
+
+    /// Identifies the index key without revealing it (kept in `node.toml`).
+    pub fn index_key_check(&self) -> String {
+        hex::encode(&self.subkey("archipel index key check v1")[..16])
+    }
+
+    /// Refuses key files that are not the ones this node was created with: another node's
+    /// territory key would serve this archive under the wrong identity.
+    pub fn check_against(&self, id: &identity::NodeIdentity) -> Result<(), KeyError> {
+        let found = self.territory_recipient();
+        if found != id.territory_recipient {
+            return Err(KeyError::WrongKey {
+                file: "keys/territory.key",
+                expected: id.territory_recipient.clone(),
+                found,
+            });
+        }
+        let found = self.index_key_check();
+        if found != id.index_key_check {
+            return Err(KeyError::WrongKey {
+                file: "keys/index.key",
+                expected: id.index_key_check.clone(),
+                found,
+            });
+        }
+        Ok(())
     }
 
     fn subkey(&self, context: &str) -> [u8; 32] {
@@ -340,6 +375,8 @@ impl RecoveryKit {
                 territory: self.territory.clone(),
                 node_id,
                 created_at: crate::clock::now_rfc3339(),
+                territory_recipient: ring.territory_recipient(),
+                index_key_check: ring.index_key_check(),
             },
         )?;
         Ok(())

@@ -35,13 +35,15 @@ pub fn init(data: &Path, territory: &str, recovery: &[String]) -> Result<String>
     }
     let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     let node_id = identity::create_layout(data, &key)?;
-    Keyring::create(data, recovery)?;
+    let ring = Keyring::create(data, recovery)?;
     identity::write_node_file(
         data,
         &NodeFile {
             territory: territory.to_string(),
             node_id: node_id.clone(),
             created_at: crate::clock::now_rfc3339(),
+            territory_recipient: ring.territory_recipient(),
+            index_key_check: ring.index_key_check(),
         },
     )?;
     Ok(node_id)
@@ -59,6 +61,7 @@ impl Node {
         let lock = identity::lock(data)?;
         let identity = identity::load(data)?;
         let keys = Keyring::load(data)?;
+        keys.check_against(&identity)?;
         let store = Store::open(&data.join("db"), config.cache_capacity_mib * 1024 * 1024)?;
         let log = AuditLog::open(store.db(), &identity)?;
         Ok(Node {

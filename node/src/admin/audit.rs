@@ -45,9 +45,7 @@ impl AuditService {
         }
         match log.signed_at(size)? {
             Some(note) => Ok((size, note)),
-            None => Err(Error::Log(LogError::Checkpoint(format!(
-                "this node signed no checkpoint at size {size}"
-            )))),
+            None => Err(Error::Log(LogError::NotSigned(size))),
         }
     }
 }
@@ -124,8 +122,10 @@ impl AuditApi for AuditService {
         let req = request.into_inner();
         let me = self.clone();
         let resp = blocking(move || {
-            let log = &me.archive.log;
-            let view = log.view()?;
+            // The checkpoint first: signing it may cover entries appended since a view
+            // taken earlier; the log only grows, so a later view covers it.
+            let (size, checkpoint) = me.checkpoint_at(req.tree_size)?;
+            let view = me.archive.log.view()?;
             let index = match req.target {
                 Some(inclusion_proof_request::Target::Index(i)) => i,
                 Some(inclusion_proof_request::Target::RecordId(r)) => view.record_event(&r)?,
@@ -139,7 +139,6 @@ impl AuditApi for AuditService {
                     },
                 )));
             }
-            let (size, checkpoint) = me.checkpoint_at(req.tree_size)?;
             if index >= size {
                 return Err(Error::Log(LogError::Proof(
                     archipel_proto::rfc6962::ProofError::IndexOutOfRange { index, size },
@@ -165,8 +164,8 @@ impl AuditApi for AuditService {
         let req = request.into_inner();
         let me = self.clone();
         let resp = blocking(move || {
-            let view = me.archive.log.view()?;
             let (new_size, checkpoint) = me.checkpoint_at(req.new_size)?;
+            let view = me.archive.log.view()?;
             let hashes = consistency_proof_between(&view, req.old_size, new_size)?;
             Ok(ConsistencyProofResponse {
                 old_size: req.old_size,

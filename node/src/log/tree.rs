@@ -22,6 +22,8 @@ pub enum LogError {
     Inconsistent { size: u64, signed: u64 },
     #[error("no ingestion event for record {0}")]
     NoRecord(String),
+    #[error("this node signed no checkpoint at size {0}")]
+    NotSigned(u64),
     #[error("the log is empty: nothing to sign or prove")]
     Empty,
     #[error("checkpoint: {0}")]
