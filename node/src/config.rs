@@ -33,6 +33,9 @@ pub struct Config {
     pub blob_size_kib: u32,
     /// Largest accepted record, in GiB (protects the disk from a runaway client).
     pub max_record_gib: u64,
+    /// Free space (MiB) the node never writes into: an ingest that would go below it is
+    /// refused, so the database always has room to clean up and restart.
+    pub disk_reserve_mib: u64,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
     /// How often (seconds) a checkpoint of the audit log is signed when the log has grown.
@@ -50,6 +53,7 @@ impl Default for Config {
             cache_capacity_mib: 64,
             blob_size_kib: 4096,
             max_record_gib: 1024,
+            disk_reserve_mib: 256,
             log_json: false,
             checkpoint_interval_secs: 60,
             tsa_url: None,

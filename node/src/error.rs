@@ -53,7 +53,9 @@ impl From<Error> for tonic::Status {
                 StoreError::AmbiguousFile(_) | StoreError::Range { .. } => {
                     Status::invalid_argument(msg)
                 }
-                StoreError::TooLarge(_) => Status::resource_exhausted(msg),
+                StoreError::TooLarge(_) | StoreError::DiskFull(_) => {
+                    Status::resource_exhausted(msg)
+                }
                 StoreError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => {
                     Status::resource_exhausted(msg)
                 }

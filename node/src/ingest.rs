@@ -422,6 +422,14 @@ impl IngestSession {
         if self.names.len() > archipel_proto::manifest::MAX_FILES {
             return Err(ValidationError::new("files", "too many files in one record").into());
         }
+        // Refuse up front what cannot fit (sled needs about twice the ciphertext while it
+        // writes); the per-blob check catches files whose size was not announced.
+        let store = &self.archive.store;
+        store.ensure_room(
+            expected.saturating_mul(2),
+            store.reserve,
+            &format!("file {name:?}"),
+        )?;
         let media_type = if media_type.trim().is_empty() {
             media_type_for(&name).to_string()
         } else {

@@ -62,7 +62,11 @@ impl Node {
         let identity = identity::load(data)?;
         let keys = Keyring::load(data)?;
         keys.check_against(&identity)?;
-        let store = Store::open(&data.join("db"), config.cache_capacity_mib * 1024 * 1024)?;
+        let store = Store::open(
+            &data.join("db"),
+            config.cache_capacity_mib << 20,
+            config.disk_reserve_mib << 20,
+        )?;
         let log = AuditLog::open(store.db(), &identity)?;
         Ok(Node {
             archive: Arc::new(Archive {

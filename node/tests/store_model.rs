@@ -96,6 +96,15 @@ fn size() -> impl Strategy<Value = usize> {
         3 => 2048..200_000usize,
         // Above the 1 MiB "small file" threshold: the three-stage pipeline.
         1 => 1_048_577..1_300_000usize,
+        // Edges: ciphertexts close to 1, 2 or 3 whole blobs (age adds a header of a few
+        // hundred bytes, its length varies, and 16 bytes per 64 KiB chunk), and the small-file
+        // threshold.
+        1 => prop_oneof![
+            (1..=3usize, 100..400usize).prop_map(|(k, d)| k * 65_536 - d),
+            Just(65_536usize),
+            Just(1 << 20),
+            Just((1 << 20) + 1),
+        ],
     ]
 }
 

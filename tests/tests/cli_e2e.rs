@@ -1234,15 +1234,6 @@ fn recovery_kit_recreates_the_node_and_reads_its_records() {
             "the kit holds the {what} in clear"
         );
     }
-    // A second export never overwrites the first.
-    let again = Command::new(bin("archipel-node"))
-        .args(["export-kit", "--data", p(&node.data), "--out", p(&kit)])
-        .env("ARCHIPEL_PASSPHRASE", pass)
-        .output()
-        .unwrap();
-    assert!(!again.status.success(), "export-kit over an existing kit");
-    assert!(std::fs::read(&kit).unwrap() == sealed);
-
     // Wrong passphrase: refused, saying so, and nothing created.
     let bad = root.join("bad");
     let out = Command::new(bin("archipel-node"))

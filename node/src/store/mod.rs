@@ -46,6 +46,8 @@ pub enum StoreError {
     },
     #[error("{0}")]
     TooLarge(String),
+    #[error("not enough disk space: {0}")]
+    DiskFull(String),
     #[error("record {record}: {why}")]
     Damaged { record: String, why: String },
 }
@@ -124,11 +126,14 @@ pub struct Store {
     staging: sled::Tree,
     meta: sled::Tree,
     log: sled::Tree,
+    db_path: std::path::PathBuf,
+    pub reserve: u64,
 }
 
 impl Store {
     /// Opens (or creates) the database and removes leftovers of unacknowledged ingests.
-    pub fn open(path: &Path, cache_capacity: u64) -> Result<Self, StoreError> {
+    /// `reserve`: free bytes no blob write may eat into (see `Config::disk_reserve_mib`).
+    pub fn open(path: &Path, cache_capacity: u64, reserve: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity)
@@ -144,6 +149,8 @@ impl Store {
             staging: db.open_tree("staging")?,
             meta: db.open_tree("meta")?,
             log: db.open_tree("log")?,
+            db_path: path.to_path_buf(),
+            reserve,
             blobs,
             db,
         };
@@ -169,6 +176,8 @@ impl Store {
         id: &BlobId,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
+        // Never let sled meet a full disk: it does not recover well from ENOSPC.
+        self.ensure_room(bytes.len() as u64, self.reserve, "a blob")?;
         self.stage(session, id)?;
         self.blobs.put(id, bytes)?;
         Ok(())
@@ -359,6 +368,29 @@ impl Store {
     pub fn staged_count(&self) -> usize {
         self.staging.len()
     }
+    /// Bytes available to the node on the database's file system.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let path = self.db_path.as_path();
+        rustix::fs::statvfs(path)
+            .ok()
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
+    /// Refuses a write of `bytes` that would leave less than `reserve` free.
+    pub fn ensure_room(&self, bytes: u64, reserve: u64, what: &str) -> Result<(), StoreError> {
+        if let Some(free) = self.free_bytes()
+            && free < bytes.saturating_add(reserve)
+        {
+            return Err(StoreError::DiskFull(format!(
+                "{what} needs about {} MiB and {} MiB must stay free, but only {} MiB are available",
+                bytes.div_ceil(1 << 20),
+                reserve >> 20,
+                free >> 20
+            )));
+        }
+        Ok(())
+    }
+
     pub fn disk_bytes(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
