@@ -17,7 +17,7 @@ use archipel_proto::v1::{
     ConsistencyProofRequest, EntriesRequest, InclusionProofRequest, SignedCheckpointRequest,
     SubtreeHashRequest, inclusion_proof_request,
 };
-use archipel_tests::{TestNode, random_file};
+use archipel_tests::{TestNode, expect_code, p, random_file, stderr, stdout};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -33,31 +33,6 @@ fn started(root: &Path, name: &str, territory: &str) -> TestNode {
     let mut node = TestNode::init(root, name, territory).unwrap();
     node.start().unwrap();
     node
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// Asserts the exit code of a CLI run and returns its stderr.
-fn expect_code(out: &Output, code: i32, what: &str) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: expected exit code {code}, got {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    );
-    stderr(out)
 }
 
 /// Asserts that `haystack` contains every needle.

@@ -5,11 +5,11 @@
 //! `archipel` CLI; nothing depends on timing except generous start-up timeouts.
 #![allow(clippy::unwrap_used)]
 
-use archipel_tests::{TestNode, bin, random_file};
+use archipel_tests::{TestNode, bin, expect_code, p, random_file, stderr, stdout};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
@@ -22,31 +22,6 @@ fn started(root: &Path, territory: &str) -> TestNode {
     let mut node = TestNode::init(root, "node", territory).unwrap();
     node.start().unwrap();
     node
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Asserts the exit code of a CLI run and returns its stderr.
-fn expect_code(out: &Output, code: i32, what: &str) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: expected exit code {code}, got {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    );
-    stderr(out)
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 fn ids(v: &Value) -> Vec<String> {

@@ -12,7 +12,7 @@ use archipel_proto::v1::archive_client::ArchiveClient;
 use archipel_proto::v1::{
     Commit, FileHeader, IngestRequest, IngestResponse, RecordMetadata, ingest_request,
 };
-use archipel_tests::{TestNode, bin, random_file, wait_until};
+use archipel_tests::{TestNode, bin, expect_code, p, random_file, stderr, stdout, wait_until};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -32,31 +32,6 @@ fn started(root: &Path) -> TestNode {
     let mut node = TestNode::init(root, "node", "Commune de Guingamp").unwrap();
     node.start().unwrap();
     node
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// Asserts the exit code of a CLI run and returns its stderr.
-fn expect_code(out: &Output, code: i32, what: &str) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: expected exit code {code}, got {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    );
-    stderr(out)
 }
 
 fn ids(v: &Value) -> Vec<String> {
