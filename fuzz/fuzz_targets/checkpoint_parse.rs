@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
             Checkpoint::parse_text(&note.text).as_ref() == Ok(&checkpoint),
             "Checkpoint::open disagrees with parse_text of the note text"
         );
-        assert_canonical("Checkpoint (opened)", checkpoint.to_text().as_bytes(), note.text.as_bytes());
+        assert_canonical(
+            "Checkpoint (opened)",
+            checkpoint.to_text().as_bytes(),
+            note.text.as_bytes(),
+        );
     }
     let Ok(text) = std::str::from_utf8(data) else {
         return;

@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
         let back = archipel_proto::note::NoteSignature::parse_line(
             line.strip_suffix('\n').unwrap_or(&line),
         );
-        assert!(back.as_ref() == Ok(sig), "signature line does not round trip");
+        assert!(
+            back.as_ref() == Ok(sig),
+            "signature line does not round trip"
+        );
     }
     let _ = verify_cosignature(&note, &WITNESS);
 });

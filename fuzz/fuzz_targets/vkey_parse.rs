@@ -27,14 +27,21 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(v) = Verifier::from_vkey(s) {
-        assert_canonical("vkey", v.to_vkey().as_bytes(), lower_key_id(s, "").as_bytes());
+        assert_canonical(
+            "vkey",
+            v.to_vkey().as_bytes(),
+            lower_key_id(s, "").as_bytes(),
+        );
         assert!(Verifier::from_vkey(&v.to_vkey()).as_ref() == Ok(&v));
     }
     if let Ok(v) = CosignatureVerifier::from_vkey(s) {
         // A type 0x01 vkey is accepted and printed back as type 0x04: compare the parse of
         // the printed form instead of bytes.
         let again = CosignatureVerifier::from_vkey(&v.to_vkey());
-        assert!(again.as_ref() == Ok(&v), "cosignature vkey does not round trip");
+        assert!(
+            again.as_ref() == Ok(&v),
+            "cosignature vkey does not round trip"
+        );
     }
     if let Ok(signer) = Signer::from_private_key(s) {
         assert_canonical(
@@ -45,6 +52,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = signer.sign("fuzz\n");
     }
     if let Ok(signer) = CosignatureSigner::from_private_key(s) {
-        let _ = signer.sign("origin\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", 1);
+        let _ = signer.sign(
+            "origin\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+            1,
+        );
     }
 });

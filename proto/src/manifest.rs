@@ -71,7 +71,8 @@ impl Metadata {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let title = r.str("title", MAX_SHORT)?;
+        // 500 characters of up to 4 bytes each (the validator counts characters).
+        let title = r.str("title", 2048)?;
         let description = r.str("description", MAX_TEXT)?;
         let producer = r.str("producer", MAX_SHORT)?;
         let date_from = r.str("date_from", 32)?;
