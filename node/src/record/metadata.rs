@@ -401,6 +401,15 @@ mod tests {
         );
     }
 
+    /// Found by the `record_metadata` fuzz target: the validator counts characters, the
+    /// decoder bytes; a title of 500 three-byte characters must still decode.
+    #[test]
+    fn longest_title_in_multibyte_characters_round_trips() {
+        let m = validate(&RecordMetadata { title: "中".repeat(500), ..ok() }).unwrap();
+        let back = archipel_proto::manifest::Metadata::decode(&m.encode()).unwrap();
+        assert_eq!(back, m);
+    }
+
     #[test]
     fn accepts_range_and_management_rules() {
         let m = RecordMetadata {
