@@ -19,6 +19,13 @@ pub enum ConfigError {
     Invalid(Vec<String>),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobStoreKind {
+    Files,
+    Sled,
+}
+
 /// Everything a node needs to run. Every field has a safe default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +36,9 @@ pub struct Config {
     pub admin_socket: Option<PathBuf>,
     /// sled page cache, in MiB. sled's own default lets RSS grow with the data; we bound it.
     pub cache_capacity_mib: u64,
+    /// Where blobs live: "files" (one file per blob under `<data_dir>/blobs`, the default)
+    /// or "sled" (in the database: simple, but sled keeps values in memory).
+    pub blob_store: BlobStoreKind,
     /// Ciphertext is cut into blobs of this size (KiB) before storage.
     pub blob_size_kib: u32,
     /// Largest accepted record, in GiB (protects the disk from a runaway client).
@@ -51,6 +61,7 @@ impl Default for Config {
             data_dir: PathBuf::from("archipel-data"),
             admin_socket: None,
             cache_capacity_mib: 64,
+            blob_store: BlobStoreKind::Files,
             blob_size_kib: 4096,
             max_record_gib: 1024,
             disk_reserve_mib: 256,

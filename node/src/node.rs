@@ -66,6 +66,11 @@ impl Node {
             &data.join("db"),
             config.cache_capacity_mib << 20,
             config.disk_reserve_mib << 20,
+            match config.blob_store {
+                crate::config::BlobStoreKind::Files => Some(data.join("blobs")),
+                crate::config::BlobStoreKind::Sled => None,
+            }
+            .as_deref(),
         )?;
         let log = AuditLog::open(store.db(), &identity)?;
         Ok(Node {

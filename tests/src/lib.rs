@@ -67,6 +67,36 @@ pub fn expect_code(out: &Output, code: i32, what: &str) -> String {
     stderr(out)
 }
 
+/// Blob IDs in a stopped node's file blob store (`DATA/blobs`).
+pub fn blob_ids(data: &Path) -> std::collections::BTreeSet<Vec<u8>> {
+    use archipel_node::store::{BlobStore, FileBlobStore};
+    let store = FileBlobStore::open(&data.join("blobs")).expect("open blob store");
+    store
+        .list(&[])
+        .map(|id| id.expect("list blobs").to_vec())
+        .collect()
+}
+
+/// The file holding a blob in a node's file blob store.
+pub fn blob_path(data: &Path, id: &[u8]) -> PathBuf {
+    let h: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    data.join("blobs").join(&h[..2]).join(&h[2..4]).join(h)
+}
+
+/// Flips one byte in the middle of a stored blob (same length), or removes it: what a
+/// failing disk or an intruder would do.
+pub fn alter_blob(data: &Path, id: &[u8], remove: bool) {
+    let path = blob_path(data, id);
+    if remove {
+        std::fs::remove_file(&path).expect("remove blob");
+    } else {
+        let mut v = std::fs::read(&path).expect("read blob");
+        let i = v.len() / 2;
+        v[i] ^= 0x01;
+        std::fs::write(&path, v).expect("write blob");
+    }
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

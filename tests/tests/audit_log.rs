@@ -214,9 +214,7 @@ fn flip_outcome(leaf: &[u8]) -> Vec<u8> {
 }
 
 fn blob_ids(node: &TestNode) -> BTreeSet<Vec<u8>> {
-    let db = open_db(node);
-    let t = db.open_tree("blobs").unwrap();
-    t.iter().keys().map(|k| k.unwrap().to_vec()).collect()
+    archipel_tests::blob_ids(&node.data)
 }
 
 // --- a raw gRPC client on the admin socket, as cli/src/connect.rs does ------------------
@@ -356,15 +354,7 @@ fn events_are_logged_in_order_and_leak_no_metadata() {
     let after = blob_ids(&node);
     let r2_blobs: Vec<_> = after.difference(&before).cloned().collect();
     assert!(!r2_blobs.is_empty());
-    {
-        let db = open_db(&node);
-        let t = db.open_tree("blobs").unwrap();
-        let mut v = t.get(&r2_blobs[0]).unwrap().unwrap().to_vec();
-        let i = v.len() / 2;
-        v[i] ^= 0x01;
-        t.insert(&r2_blobs[0], v).unwrap();
-        db.flush().unwrap();
-    }
+    archipel_tests::alter_blob(&node.data, &r2_blobs[0], false);
     node.start().unwrap();
     let out = node.cli(&["verify", &r2]);
     expect_code(&out, 6, "fixity check of a corrupted record");

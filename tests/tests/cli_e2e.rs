@@ -1252,6 +1252,7 @@ fn recovery_kit_recreates_the_node_and_reads_its_records() {
     assert_eq!(new_key.trim(), territory_key);
     // Its database is the original's, copied while the original is stopped.
     copy_dir(&node.data.join("db"), &new.join("db"));
+    copy_dir(&node.data.join("blobs"), &new.join("blobs"));
     // TestNode has no constructor for an existing directory: take a fresh one and point it
     // at the rebuilt data directory.
     let mut rebuilt = TestNode::init(root, "placeholder", "placeholder").unwrap();

@@ -101,17 +101,14 @@ fn open_db(node: &TestNode) -> sled::Db {
 }
 
 fn blob_ids(node: &TestNode) -> BTreeSet<Vec<u8>> {
-    let db = open_db(node);
-    let t = db.open_tree("blobs").unwrap();
-    t.iter().keys().map(|k| k.unwrap().to_vec()).collect()
+    archipel_tests::blob_ids(&node.data)
 }
 
-/// (blob IDs in the blob tree, blob IDs listed in the staging tree)
+/// (blob IDs in the blob store, blob IDs listed in the staging tree)
 fn blobs_and_staging(node: &TestNode) -> (BTreeSet<Vec<u8>>, BTreeSet<Vec<u8>>) {
+    let b = blob_ids(node);
     let db = open_db(node);
-    let blobs = db.open_tree("blobs").unwrap();
     let staging = db.open_tree("staging").unwrap();
-    let b = blobs.iter().keys().map(|k| k.unwrap().to_vec()).collect();
     let s = staging
         .iter()
         .keys()
@@ -142,19 +139,9 @@ fn ingest_and_find_blobs(
     (id, after.difference(&before).cloned().collect())
 }
 
-/// Rewrites one blob value in place (same length, one byte flipped), or removes it.
+/// Rewrites one blob in place (same length, one byte flipped), or removes it.
 fn alter_blob(node: &TestNode, id: &[u8], remove: bool) {
-    let db = open_db(node);
-    let t = db.open_tree("blobs").unwrap();
-    if remove {
-        assert!(t.remove(id).unwrap().is_some());
-    } else {
-        let mut v = t.get(id).unwrap().unwrap().to_vec();
-        let i = v.len() / 2;
-        v[i] ^= 0x01;
-        t.insert(id, v).unwrap();
-    }
-    db.flush().unwrap();
+    archipel_tests::alter_blob(&node.data, id, remove);
 }
 
 // --- a raw gRPC client on the admin socket, as cli/src/connect.rs does ------------------
@@ -754,15 +741,14 @@ fn damage(first: bool, remove: bool) -> Damaged {
     random_file(&vf, 6 * MIB, 71).unwrap(); // two blobs
     let (victim, blobs) = ingest_and_find_blobs(&mut node, &vf, "Victime");
     assert_eq!(blobs.len(), 2, "a 6 MiB file takes two 4 MiB blobs");
-    let db = open_db(&node);
-    let t = db.open_tree("blobs").unwrap();
     let target = blobs
         .iter()
-        .find(|b| is_first_blob(&t.get(b).unwrap().unwrap()) == first)
+        .find(|b| {
+            is_first_blob(&std::fs::read(archipel_tests::blob_path(&node.data, b)).unwrap())
+                == first
+        })
         .unwrap()
         .clone();
-    drop(t);
-    drop(db);
     alter_blob(&node, &target, remove);
     node.start().unwrap();
     Damaged {

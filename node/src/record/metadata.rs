@@ -405,7 +405,11 @@ mod tests {
     /// decoder bytes; a title of 500 three-byte characters must still decode.
     #[test]
     fn longest_title_in_multibyte_characters_round_trips() {
-        let m = validate(&RecordMetadata { title: "中".repeat(500), ..ok() }).unwrap();
+        let m = validate(&RecordMetadata {
+            title: "中".repeat(500),
+            ..ok()
+        })
+        .unwrap();
         let back = archipel_proto::manifest::Metadata::decode(&m.encode()).unwrap();
         assert_eq!(back, m);
     }

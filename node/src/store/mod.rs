@@ -10,8 +10,10 @@
 //! - an acknowledged record has been flushed to disk (`flush` before the answer).
 
 mod blob;
+mod files;
 
 pub use blob::{BlobError, BlobStore, SledBlobStore, Verified, get_verified};
+pub use files::FileBlobStore;
 
 use crate::log::{PendingEvent, tree as log_tree};
 use archipel_proto::manifest::BlobId;
@@ -133,13 +135,22 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database and removes leftovers of unacknowledged ingests.
     /// `reserve`: free bytes no blob write may eat into (see `Config::disk_reserve_mib`).
-    pub fn open(path: &Path, cache_capacity: u64, reserve: u64) -> Result<Self, StoreError> {
+    /// `blobs_in`: a directory for the file blob store, or `None` to keep blobs in sled.
+    pub fn open(
+        path: &Path,
+        cache_capacity: u64,
+        reserve: u64,
+        blobs_in: Option<&Path>,
+    ) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity)
             .mode(sled::Mode::HighThroughput)
             .open()?;
-        let blobs: Arc<dyn BlobStore> = Arc::new(SledBlobStore::open(&db)?);
+        let blobs: Arc<dyn BlobStore> = match blobs_in {
+            Some(dir) => Arc::new(FileBlobStore::open(dir)?),
+            None => Arc::new(SledBlobStore::open(&db)?),
+        };
         let store = Store {
             records: db.open_tree("records")?,
             record_keys: db.open_tree("record_keys")?,
@@ -222,6 +233,10 @@ impl Store {
 
     /// Makes a record visible, whole, in one transaction; then flushes.
     pub async fn commit(&self, session: &[u8; 16], plan: CommitPlan) -> Result<(), StoreError> {
+        // New blobs must be durable before a record that references them is.
+        if !plan.staged.is_empty() {
+            self.blobs.flush()?;
+        }
         let trees = (
             &self.records,
             &self.record_keys,
@@ -276,7 +291,6 @@ impl Store {
             },
         )?;
         self.db.flush_async().await?;
-        self.blobs.flush()?;
         Ok(())
     }
 
