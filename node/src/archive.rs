@@ -17,6 +17,9 @@ pub struct Archive {
     pub keys: Keyring,
     pub store: Store,
     pub log: AuditLog,
+    /// The last manifest opened: reading a record of many files one by one would otherwise
+    /// decrypt and decode its whole manifest once per file.
+    pub recent: std::sync::Mutex<Option<std::sync::Arc<Manifest>>>,
 }
 
 /// Filters of `list`; empty fields match everything.
@@ -47,11 +50,32 @@ pub const MAX_PAGE: usize = 1000;
 impl Archive {
     /// The record's manifest, from the sealed catalog.
     pub fn manifest(&self, record_id: &str) -> Result<Manifest> {
+        Ok(self.manifest_shared(record_id)?.as_ref().clone())
+    }
+
+    /// The record's manifest, shared with the one-entry cache of the last record read.
+    pub fn manifest_shared(&self, record_id: &str) -> Result<std::sync::Arc<Manifest>> {
+        if let Ok(recent) = self.recent.lock()
+            && let Some(m) = recent.as_ref()
+            && m.record_id == record_id
+        {
+            return Ok(m.clone());
+        }
         let sealed = self
             .store
             .catalog_entry(record_id)?
             .ok_or_else(|| StoreError::NotFound(record_id.to_string()))?;
-        self.open_catalog(record_id, &sealed)
+        let m = std::sync::Arc::new(self.open_catalog(record_id, &sealed)?);
+        if let Ok(mut recent) = self.recent.lock() {
+            *recent = Some(m.clone());
+        }
+        Ok(m)
+    }
+
+    fn forget_recent(&self) {
+        if let Ok(mut recent) = self.recent.lock() {
+            *recent = None;
+        }
     }
 
     fn open_catalog(&self, record_id: &str, sealed: &[u8]) -> Result<Manifest> {
@@ -207,9 +231,11 @@ impl Archive {
         )
         .encode();
         let catalog = self.keys.seal_index(&plain, record_id.as_bytes())?;
+        self.forget_recent();
         self.store
             .replace_record(record_id, envelope, catalog, events)
             .await?;
+        self.forget_recent();
         Ok(manifest)
     }
 }

@@ -80,6 +80,7 @@ impl Node {
                 keys,
                 store,
                 log,
+                recent: std::sync::Mutex::new(None),
             }),
             _lock: lock,
         })

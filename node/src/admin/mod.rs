@@ -159,7 +159,7 @@ impl ArchiveApi for AdminService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Self::GetStream>, Status> {
         let req = request.into_inner();
         let archive = self.archive.clone();
-        let manifest = archive.manifest(&req.record_id)?;
+        let manifest = archive.manifest_shared(&req.record_id)?;
         let file = archive.find_file(&manifest, &req.file_name)?.clone();
         // Reading a record that is not yet communicable is a derogation: it is logged.
         let open =
