@@ -2,9 +2,9 @@
 //! Property test: the store against a simple in-memory model, across restarts.
 //!
 //! proptest generates sequences of operations (ingest, abandoned ingest, read, list, fixity
-//! check, leftovers of a crashed ingest, restart) and drives the node library directly, with
-//! 64 KiB blobs so that small files already span several blobs. After every step the store
-//! must agree with the model:
+//! check, leftovers of a crashed ingest, restart) and drives the node library directly, on
+//! either blob store (files or sled), with 64 KiB blobs so that small files already span
+//! several blobs. After every step the store must agree with the model:
 //! - `list` (whole, and paged with small page sizes) returns exactly the model's records,
 //!   each once, in ID order, with the model's titles, file names, sizes and digests;
 //! - reads (whole files and byte ranges) return the model's bytes;
@@ -15,6 +15,7 @@
 //! - an abandoned ingest, however it is abandoned, leaves nothing behind.
 
 use archipel_node::archive::Archive;
+use archipel_node::config::BlobStoreKind;
 use archipel_node::ingest::{IngestSession, Ingested, media_type_for};
 use archipel_node::{Config, ListFilter, Node};
 use archipel_proto::manifest::{BlobId, Manifest};
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BLOB_KIB: u32 = 64;
-const SETTLE: Duration = Duration::from_secs(20);
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// Where a file's content comes from.
 #[derive(Debug, Clone)]
@@ -161,6 +162,7 @@ struct ModelRecord {
 
 struct Harness {
     data: std::path::PathBuf,
+    backend: BlobStoreKind,
     rt: tokio::runtime::Runtime,
     node: Option<Node>,
     /// Record ID → record, and the order of ingestion.
@@ -174,22 +176,24 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-fn config(data: &Path) -> Config {
+fn config(data: &Path, backend: BlobStoreKind) -> Config {
     Config {
         blob_size_kib: BLOB_KIB,
         cache_capacity_mib: 16,
+        blob_store: backend,
         ..Config::with_data_dir(data)
     }
 }
 
 impl Harness {
-    fn new() -> Self {
+    fn new(backend: BlobStoreKind) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("node");
         archipel_node::init(&data, "T", &[]).unwrap();
-        let node = Node::open(config(&data)).unwrap();
+        let node = Node::open(config(&data, backend)).unwrap();
         Harness {
             data,
+            backend,
             rt: tokio::runtime::Runtime::new().unwrap(),
             node: Some(node),
             model: BTreeMap::new(),
@@ -475,7 +479,7 @@ impl Harness {
             "a task still holds the archive"
         );
         drop(node);
-        self.node = Some(Node::open(config(&self.data)).unwrap());
+        self.node = Some(Node::open(config(&self.data, self.backend)).unwrap());
         // Opening removes what crashed ingests left staged.
         self.leftovers.clear();
         assert_eq!(
@@ -609,12 +613,17 @@ proptest! {
         // Keep failures out of the source tree; the failing input is printed.
         failure_persistence: None,
         max_shrink_iters: 200,
+        max_shrink_time: 60_000,
         ..ProptestConfig::default()
     })]
 
     #[test]
-    fn store_matches_model(ops in proptest::collection::vec(op(), 1..=12)) {
-        let mut h = Harness::new();
+    fn store_matches_model(
+        backend in prop_oneof![Just(BlobStoreKind::Files), Just(BlobStoreKind::Sled)],
+        ops in proptest::collection::vec(op(), 1..=12),
+    ) {
+        eprintln!("blob store: {backend:?}");
+        let mut h = Harness::new(backend);
         h.check();
         for (i, op) in ops.iter().enumerate() {
             eprintln!("step {i}: {}", describe(op));

@@ -67,34 +67,59 @@ pub fn expect_code(out: &Output, code: i32, what: &str) -> String {
     stderr(out)
 }
 
-/// Blob IDs in a stopped node's file blob store (`DATA/blobs`).
+/// The file blob store of a stopped node (with its database, which indexes packed blobs).
+fn blob_store(data: &Path) -> (sled::Db, archipel_node::store::FileBlobStore) {
+    let db = sled::Config::new()
+        .path(data.join("db"))
+        .open()
+        .expect("open the node's database (is the node stopped?)");
+    let store = archipel_node::store::FileBlobStore::open(&data.join("blobs"), &db)
+        .expect("open blob store");
+    (db, store)
+}
+
+/// Blob IDs in a stopped node's blob store.
 pub fn blob_ids(data: &Path) -> std::collections::BTreeSet<Vec<u8>> {
-    use archipel_node::store::{BlobStore, FileBlobStore};
-    let store = FileBlobStore::open(&data.join("blobs")).expect("open blob store");
+    use archipel_node::store::BlobStore;
+    let (_db, store) = blob_store(data);
     store
         .list(&[])
         .map(|id| id.expect("list blobs").to_vec())
         .collect()
 }
 
-/// The file holding a blob in a node's file blob store.
-pub fn blob_path(data: &Path, id: &[u8]) -> PathBuf {
-    let h: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    data.join("blobs").join(&h[..2]).join(&h[2..4]).join(h)
+fn blob_id(id: &[u8]) -> [u8; 32] {
+    id.try_into().expect("a blob ID is 32 bytes")
+}
+
+/// The stored bytes of a blob of a stopped node.
+pub fn read_blob(data: &Path, id: &[u8]) -> Vec<u8> {
+    use archipel_node::store::BlobStore;
+    let (_db, store) = blob_store(data);
+    store
+        .get(&blob_id(id))
+        .expect("read blob")
+        .expect("blob exists")
 }
 
 /// Flips one byte in the middle of a stored blob (same length), or removes it: what a
-/// failing disk or an intruder would do.
+/// failing disk or an intruder would do to a stopped node.
 pub fn alter_blob(data: &Path, id: &[u8], remove: bool) {
-    let path = blob_path(data, id);
+    use archipel_node::store::BlobStore;
+    let (db, store) = blob_store(data);
     if remove {
-        std::fs::remove_file(&path).expect("remove blob");
-    } else {
-        let mut v = std::fs::read(&path).expect("read blob");
-        let i = v.len() / 2;
-        v[i] ^= 0x01;
-        std::fs::write(&path, v).expect("write blob");
+        store.delete(&blob_id(id)).expect("remove blob");
+        db.flush().expect("flush");
+        return;
     }
+    let (path, offset, len) = store
+        .location(&blob_id(id))
+        .expect("locate blob")
+        .expect("blob exists");
+    let mut v = std::fs::read(&path).expect("read blob file");
+    let i = (offset + len / 2) as usize;
+    v[i] ^= 0x01;
+    std::fs::write(&path, v).expect("write blob file");
 }
 
 /// Polls `f` until it returns true or `timeout` passes.

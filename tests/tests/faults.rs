@@ -743,10 +743,7 @@ fn damage(first: bool, remove: bool) -> Damaged {
     assert_eq!(blobs.len(), 2, "a 6 MiB file takes two 4 MiB blobs");
     let target = blobs
         .iter()
-        .find(|b| {
-            is_first_blob(&std::fs::read(archipel_tests::blob_path(&node.data, b)).unwrap())
-                == first
-        })
+        .find(|b| is_first_blob(&archipel_tests::read_blob(&node.data, b)) == first)
         .unwrap()
         .clone();
     alter_blob(&node, &target, remove);

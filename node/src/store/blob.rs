@@ -107,6 +107,13 @@ pub(crate) mod conformance {
         let ida = *blake3::hash(&a).as_bytes();
         let b = vec![7u8; 300_000];
         let idb = *blake3::hash(&b).as_bytes();
+        // Large enough for a store that treats big and small blobs differently.
+        let c = vec![9u8; 3 << 20];
+        let idc = *blake3::hash(&c).as_bytes();
+        store.put(&idc, &c).unwrap();
+        assert!(matches!(get_verified(store, &idc).unwrap(), Verified::Ok(x) if x == c));
+        store.delete(&idc).unwrap();
+        assert!(!store.contains(&idc).unwrap());
         assert!(!store.contains(&ida).unwrap());
         assert!(store.get(&ida).unwrap().is_none());
         store.put(&ida, &a).unwrap();

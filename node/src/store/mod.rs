@@ -148,7 +148,7 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let blobs: Arc<dyn BlobStore> = match blobs_in {
-            Some(dir) => Arc::new(FileBlobStore::open(dir)?),
+            Some(dir) => Arc::new(FileBlobStore::open(dir, &db)?),
             None => Arc::new(SledBlobStore::open(&db)?),
         };
         let store = Store {
