@@ -359,6 +359,22 @@ fn check_file_name(name: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Record IDs are ULIDs, strictly increasing within this process even within a millisecond,
+/// so that listing in ID order is ingestion order and paging never skips a record.
+fn next_record_id() -> String {
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut guard = match GENERATOR.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let generator = guard.get_or_insert_with(ulid::Generator::new);
+    // Overflow of the 80 random bits within one millisecond: fall back to a fresh ULID.
+    generator
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
+}
+
 /// Outcome of a committed ingest.
 #[derive(Debug, Clone)]
 pub struct Ingested {
@@ -615,7 +631,7 @@ impl IngestSession {
             return Err(ValidationError::new("files", "a record needs at least one file").into());
         }
         let archive = self.archive.clone();
-        let record_id = ulid::Ulid::new().to_string();
+        let record_id = next_record_id();
         let manifest = Manifest {
             record_id: record_id.clone(),
             origin: archive.identity.node_id.clone(),

@@ -34,6 +34,12 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// IDs starting with `prefix`, in ascending order.
     fn list(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<BlobId, BlobError>> + '_>;
     fn flush(&self) -> Result<(), BlobError>;
+    /// Whether writing a blob of `len` bytes lands outside the sled log, so that the
+    /// staging mark must be made durable first (otherwise a crash could leave a blob that
+    /// nothing lists). sled-held blobs share the log with the mark: no.
+    fn outside_log(&self, _len: usize) -> bool {
+        false
+    }
 }
 
 /// The result of reading a blob and checking its address.

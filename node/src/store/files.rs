@@ -253,6 +253,11 @@ impl BlobStore for FileBlobStore {
         }
     }
 
+    fn outside_log(&self, len: usize) -> bool {
+        // Packed blobs are indexed in sled after their staging mark: same log, same order.
+        len >= PACK_BELOW
+    }
+
     fn flush(&self) -> Result<(), BlobError> {
         // One syscall makes every blob written so far durable, however many there are.
         let dir = fs::File::open(&self.dir)?;

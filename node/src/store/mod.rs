@@ -190,6 +190,11 @@ impl Store {
         // Never let sled meet a full disk: it does not recover well from ENOSPC.
         self.ensure_room(bytes.len() as u64, self.reserve, "a blob")?;
         self.stage(session, id)?;
+        if self.blobs.outside_log(bytes.len()) {
+            // The mark must be on disk before the blob file exists (one flush per full-size
+            // blob, a few ms against the 4 MiB written).
+            self.db.flush()?;
+        }
         self.blobs.put(id, bytes)?;
         Ok(())
     }

@@ -8,8 +8,8 @@
 //! - ingest (archipel ingest / restic backup) and restore (archipel get / restic restore)
 //!   throughput: corpus bytes / wall seconds, MB = 10^6 bytes, median of the runs;
 //! - peak RSS (VmHWM from /proc) of the archipel-node process (a fresh process for every run,
-//!   read right after the step), of the archipel CLI and of restic (both polled every 20 ms
-//!   until they exit: the last value seen);
+//!   read right after the step), of the archipel CLI and of restic (both polled every 2 ms,
+//!   then every 20 ms after the first 200 ms, until they exit: the last value seen);
 //! - CPU seconds (user+sys) of the node (from /proc/PID/stat) and of the client process (the
 //!   children's times of this process, exact);
 //! - on-disk bytes per archived byte: allocated blocks of the node's data directory or of the
@@ -56,6 +56,8 @@ Usage: bench [FLAGS]
                         unless the OS argument length limit forces batches of 2000)
   --work DIR            keep the corpus in DIR/corpus and reuse it on later runs (default: a
                         temporary directory, removed at the end)
+  --restic-compression MODE
+                        restic's --compression for backup: auto (restic's default), off, max
   --keep                keep the stores (node data, restic repositories) of the last runs
   --out FILE            also write the results as JSON to FILE
   -h, --help            this help
@@ -81,6 +83,7 @@ struct Options {
     keep: bool,
     out: Option<PathBuf>,
     quick: bool,
+    restic_compression: String,
 }
 
 fn parse_size(s: &str) -> Result<u64> {
@@ -137,6 +140,7 @@ fn parse_options() -> Result<Options> {
             "batch",
             "work",
             "out",
+            "restic-compression",
         ];
         if !KNOWN.contains(&name.as_str()) {
             bail!("unknown flag --{name}\n\n{USAGE}");
@@ -204,7 +208,14 @@ fn parse_options() -> Result<Options> {
         keep: switches.contains("keep"),
         out: flags.get("out").map(PathBuf::from),
         quick,
+        restic_compression: flags
+            .get("restic-compression")
+            .cloned()
+            .unwrap_or_else(|| "auto".into()),
     };
+    if !matches!(o.restic_compression.as_str(), "auto" | "off" | "max") {
+        bail!("--restic-compression: auto, off or max");
+    }
     if o.small_min == 0 || o.small_min > o.small_max {
         bail!("--small-min must be at least 1 and at most --small-max");
     }
@@ -241,7 +252,7 @@ fn human_bytes(n: u64) -> String {
     for (m, u) in UNITS {
         if n >= *m {
             let v = n as f64 / *m as f64;
-            return if n % m == 0 {
+            return if n.is_multiple_of(*m) {
                 format!("{} {u}", n / m)
             } else {
                 format!("{v:.1} {u}")
@@ -556,8 +567,9 @@ struct ProcStats {
     cpu: f64,
 }
 
-/// Runs `cmd` to its end, timing it and polling its VmHWM every 20 ms; fails unless it
-/// succeeds. Returns its stats and its stdout.
+/// Runs `cmd` to its end, timing it and polling its VmHWM (every 2 ms for the first 200 ms,
+/// then every 20 ms; VmHWM only grows, so the last value read is the peak up to then); fails
+/// unless it succeeds. Returns its stats and its stdout.
 fn run_measured(cmd: &mut Command) -> Result<(ProcStats, String)> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -575,7 +587,13 @@ fn run_measured(cmd: &mut Command) -> Result<(ProcStats, String)> {
                 if let Some(kib) = vm_hwm_kib(pid) {
                     peak.fetch_max(kib, Ordering::Relaxed);
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                // Finer at first, so that short runs are seen too.
+                let since = start.elapsed();
+                std::thread::sleep(if since < Duration::from_millis(200) {
+                    Duration::from_millis(2)
+                } else {
+                    Duration::from_millis(20)
+                });
             }
         })
     };
@@ -625,6 +643,8 @@ impl Sample {
 struct Ctx {
     /// Stores and restore targets of the runs.
     runs: PathBuf,
+    /// restic's --compression for backups.
+    restic_compression: String,
     /// Most file names per archipel record.
     batch: usize,
 }
@@ -773,7 +793,8 @@ fn restic_backup_once(ctx: &Ctx, corpus: &Corpus, run: usize) -> Result<(Sample,
     };
     let (p, _) = run_measured(
         restic_cmd(ctx, &repo)
-            .args(["backup", "--quiet", "--host", "bench"])
+            .args(["backup", "--quiet", "--host", "bench", "--compression"])
+            .arg(&ctx.restic_compression)
             .arg(&corpus.dir),
     )?;
     s.secs = p.wall;
@@ -1036,9 +1057,10 @@ const NOTES: &[&str] = &[
     "MB = 10^6 bytes; throughput = corpus bytes / wall seconds, median of the runs.",
     "Warm cache: the corpus is read before each ingest, the store/repository before each restore; `sync` before each step (untimed).",
     "Fresh store per ingest run (new node data dir, new restic repo); a fresh archipel-node process per run and step.",
-    "Peak RSS = VmHWM, max over the runs; node read after the step, CLI and restic polled every 20 ms.",
+    "Peak RSS = VmHWM, max over the runs; node read after the step, CLI and restic polled every 2 ms (first 200 ms), then 20 ms, until they exit.",
     "Disk = allocated blocks of the node's data dir / restic repo after ingest, per corpus byte.",
     "Archipel and restic runs interleaved; other work on the machine shows as the load average.",
+    "restic: a repository of restic's default format (0.14+: v2, compressed), password from the environment, its cache in the work dir.",
 ];
 
 /// A Markdown-style table; the first `text_cols` columns are left-aligned, the rest (numbers)
@@ -1280,6 +1302,7 @@ fn main() -> Result<()> {
     }
     let ctx = Ctx {
         runs: runs.clone(),
+        restic_compression: o.restic_compression.clone(),
         batch: batch_size(&o, &corpora),
     };
     let load_start = load_average();
@@ -1304,6 +1327,12 @@ fn main() -> Result<()> {
     );
     for n in NOTES {
         println!("  {n}");
+    }
+    if o.restic_compression != "auto" {
+        println!(
+            "  restic backs up with --compression {}.",
+            o.restic_compression
+        );
     }
     if ctx.batch != usize::MAX {
         println!(
@@ -1339,6 +1368,7 @@ fn main() -> Result<()> {
                 "seed": o.seed,
                 "repeat_big": o.repeat_big,
                 "repeat_small": o.repeat_small,
+                "restic_compression": o.restic_compression,
                 "archipel_files_per_record": (ctx.batch != usize::MAX).then_some(ctx.batch),
             },
             "notes": NOTES,
