@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Directory holding the built binaries (`target/debug` or `target/release`), building them
-/// once if they are missing.
+/// once if they are missing. `cargo test`/`nextest` keep them fresh: the packages
+/// `archipel-node` and `archipel` have integration tests, which make cargo build their
+/// binaries first.
 pub fn bin_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
