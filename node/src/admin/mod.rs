@@ -97,8 +97,7 @@ fn log_fixity(archive: &Archive, report: &FixityReport) -> crate::error::Result<
     let event = archive
         .log
         .event("fixity check", &report.record_id, "admin", outcome, detail)?;
-    let store = archive.store.clone();
-    tokio::runtime::Handle::current().block_on(store.append_events(&[event]))?;
+    archive.store.append_events_lazily(&[event])?;
     Ok(())
 }
 
@@ -180,8 +179,7 @@ impl ArchiveApi for AdminService {
                 .map_err(Error::from)?;
             archive
                 .store
-                .append_events(&[event])
-                .await
+                .append_events_lazily(&[event])
                 .map_err(Error::from)?;
         }
         if req.offset > file.size {

@@ -299,16 +299,23 @@ impl Store {
         Ok(())
     }
 
-    /// Appends events that record no stored change of their own (a fixity check, a key
-    /// export), durably.
+    /// Appends events that record no stored change of their own (a key export), durably.
     pub async fn append_events(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
+        self.append_events_lazily(events)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Appends events that accompany reads (a fixity check, a dissemination) without waiting
+    /// for the disk: sled writes them out within its flush interval (500 ms), so a crash may
+    /// lose the last fraction of a second of them, and a read does not pay an fsync.
+    pub fn append_events_lazily(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
         (&self.log,).transaction(|(log,)| {
             for e in events {
                 log_tree::append_tx::<StoreError>(log, &e.leaf)?;
             }
             Ok(())
         })?;
-        self.db.flush_async().await?;
         Ok(())
     }
 
