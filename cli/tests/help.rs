@@ -17,7 +17,9 @@ fn help_documents_every_exit_code_and_subcommand() {
             "exit code {code} is not documented:\n{text}"
         );
     }
-    for cmd in ["ingest", "get", "ls", "show", "verify", "status", "edit", "log"] {
+    for cmd in [
+        "ingest", "get", "ls", "show", "verify", "status", "edit", "log",
+    ] {
         assert!(text.contains(&format!("  {cmd}")), "{cmd} missing:\n{text}");
     }
 }
