@@ -9,6 +9,7 @@ pub mod archive;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod federation;
 pub mod fixity;
 pub mod identity;
 pub mod ingest;

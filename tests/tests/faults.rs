@@ -275,10 +275,20 @@ fn unreadable_file_is_refused() {
     let secret = root.join("illisible.pdf");
     random_file(&secret, 1000, 8).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let mut cmd = Command::new(bin("archipel"));
+    let as_root = running_as_root(root);
+    let cli = if as_root {
+        // `nobody` may not reach the build directory (under /root in CI): run a copy.
+        let copy = root.join("archipel-cli");
+        std::fs::copy(bin("archipel"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    } else {
+        bin("archipel")
+    };
+    let mut cmd = Command::new(&cli);
     cmd.args(["--node", p(&node.data), "ingest", p(&good), p(&secret)])
         .args(["--title", "Refusé"]);
-    if running_as_root(root) {
+    if as_root {
         // Let `nobody` reach the files (the temporary directory is 0700), not read them.
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
