@@ -124,6 +124,30 @@ pub fn alter_blob(data: &Path, id: &[u8], remove: bool) {
     std::fs::write(&path, v).expect("write blob file");
 }
 
+/// A current-thread runtime for tests that speak gRPC themselves.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A raw gRPC channel to a node's admin socket, as the CLI opens it.
+pub async fn admin_channel(data: &Path) -> tonic::transport::Channel {
+    let sock = data.join("admin.sock");
+    tonic::transport::Endpoint::try_from("http://archipel.invalid")
+        .expect("endpoint")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let sock = sock.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(sock).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .expect("connect to the admin socket")
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

@@ -18,12 +18,11 @@ use archipel_proto::v1::{
     SubtreeHashRequest, inclusion_proof_request,
 };
 use archipel_tests::{TestNode, expect_code, p, random_file, stderr, stdout};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -220,24 +219,11 @@ fn blob_ids(node: &TestNode) -> BTreeSet<Vec<u8>> {
 // --- a raw gRPC client on the admin socket, as cli/src/connect.rs does ------------------
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    archipel_tests::runtime()
 }
 
 async fn audit_client(node: &TestNode) -> AuditLogClient<Channel> {
-    let sock = node.data.join("admin.sock");
-    let channel = Endpoint::try_from("http://archipel.invalid")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let sock = sock.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(sock).await?))
-            }
-        }))
-        .await
-        .unwrap();
+    let channel = archipel_tests::admin_channel(&node.data).await;
     AuditLogClient::new(channel)
 }
 

@@ -13,14 +13,13 @@ use archipel_proto::v1::{
     Commit, FileHeader, IngestRequest, IngestResponse, RecordMetadata, ingest_request,
 };
 use archipel_tests::{TestNode, bin, expect_code, p, random_file, stderr, stdout, wait_until};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 const MIB: usize = 1024 * 1024;
 
@@ -147,24 +146,11 @@ fn alter_blob(node: &TestNode, id: &[u8], remove: bool) {
 // --- a raw gRPC client on the admin socket, as cli/src/connect.rs does ------------------
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    archipel_tests::runtime()
 }
 
 async fn raw_client(node: &TestNode) -> ArchiveClient<Channel> {
-    let sock = node.data.join("admin.sock");
-    let channel = Endpoint::try_from("http://archipel.invalid")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let sock = sock.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(sock).await?))
-            }
-        }))
-        .await
-        .unwrap();
+    let channel = archipel_tests::admin_channel(&node.data).await;
     ArchiveClient::new(channel)
         .max_encoding_message_size(64 * MIB)
         .max_decoding_message_size(64 * MIB)
