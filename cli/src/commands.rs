@@ -144,6 +144,7 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
         Command::Log(cmd) => crate::log::run(&node, json_out, cmd).await,
+        Command::Peer(cmd) => crate::peer::run(&node, json_out, cmd).await,
         Command::Status => {
             let mut c = connect(&node).await?;
             let s = c.node_info(NodeInfoRequest {}).await?.into_inner();

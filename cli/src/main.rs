@@ -6,6 +6,7 @@ mod connect;
 mod log;
 mod metadata;
 mod output;
+mod peer;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -96,6 +97,9 @@ enum Command {
     Verify { record: Option<String> },
     /// The node's identity and counters.
     Status,
+    /// The other territories' nodes this node trusts.
+    #[command(subcommand)]
+    Peer(peer::PeerCommand),
     /// The audit log: read it, verify it, prove a deposit.
     #[command(subcommand)]
     Log(log::LogCommand),

@@ -131,6 +131,7 @@ pub fn status_json(s: &NodeInfoResponse) -> Value {
         "log_origin": s.log_origin,
         "log_vkey": s.log_vkey,
         "log_size": s.log_size,
+        "peer_address": s.peer_address,
     })
 }
 

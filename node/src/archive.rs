@@ -17,6 +17,7 @@ pub struct Archive {
     pub keys: Keyring,
     pub store: Store,
     pub log: AuditLog,
+    pub peers: crate::federation::Peers,
     /// The last manifest opened: reading a record of many files one by one would otherwise
     /// decrypt and decode its whole manifest once per file.
     pub recent: std::sync::Mutex<Option<std::sync::Arc<Manifest>>>,

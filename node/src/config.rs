@@ -50,6 +50,9 @@ pub struct Config {
     pub log_json: bool,
     /// How often (seconds) a checkpoint of the audit log is signed when the log has grown.
     pub checkpoint_interval_secs: u64,
+    /// HOST:PORT where other territories' nodes reach this one (mutual TLS, pinned peers
+    /// only); unset: no federation listener.
+    pub peer_listen: Option<String>,
     /// An RFC 3161 time-stamping authority (`http://host:port/path`); when set, every
     /// signed checkpoint is also timestamped by it.
     pub tsa_url: Option<String>,
@@ -68,6 +71,7 @@ impl Default for Config {
             log_json: false,
             checkpoint_interval_secs: 60,
             tsa_url: None,
+            peer_listen: None,
         }
     }
 }

@@ -31,6 +31,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error(transparent)]
+    Peer(#[from] crate::federation::PeerError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("I/O error on {path}: {source}")]
@@ -71,6 +73,18 @@ impl From<Error> for tonic::Status {
                 LogError::Inconsistent { .. } | LogError::Damaged(_) => Status::data_loss(msg),
                 _ => Status::internal(msg),
             },
+            Error::Peer(p) => {
+                use crate::federation::PeerError;
+                match p {
+                    PeerError::Unknown(_) => Status::not_found(msg),
+                    PeerError::BadNodeId(_)
+                    | PeerError::BadAddress(_)
+                    | PeerError::BadTerritory
+                    | PeerError::Itself => Status::invalid_argument(msg),
+                    PeerError::Unreachable { .. } => Status::unavailable(msg),
+                    _ => Status::internal(msg),
+                }
+            }
             Error::Keys(_) | Error::Identity(_) | Error::Config(_) | Error::Io { .. } => {
                 Status::internal(msg)
             }

@@ -29,6 +29,10 @@ enum Command {
         /// départementales. Repeatable.
         #[arg(long = "recovery-recipient")]
         recovery_recipients: Vec<String>,
+        /// HOST:PORT where other territories' nodes will reach this one (mutual TLS); written
+        /// to <data>/archipel.toml as `peer_listen`.
+        #[arg(long)]
+        peer_listen: Option<String>,
         /// Recreate the node from a recovery kit instead of creating new keys.
         #[arg(long, conflicts_with_all = ["recovery_recipients"])]
         kit: Option<PathBuf>,
@@ -131,11 +135,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let node = Node::open(cfg)?;
     let listener = node.bind_admin()?;
+    let peer_listener = node.bind_peers().await?;
     let a = &node.archive;
     tracing::info!(
         node_id = %a.identity.node_id,
         territory = %a.identity.territory,
         admin = %a.config.admin_socket_path().display(),
+        peers = ?a.config.peer_listen,
         records = a.store.record_count().unwrap_or(0),
         "archipel-node serving"
     );
@@ -145,7 +151,24 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         a.identity.node_id,
         a.config.admin_socket_path().display()
     );
-    node.serve_admin(listener, shutdown_signal()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
+    };
+    let admin = node.serve_admin(listener, wait(stopped.clone()));
+    let peers = async {
+        match peer_listener {
+            Some(l) => node.serve_peers(l, wait(stopped.clone())).await,
+            None => Ok(()),
+        }
+    };
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    let (served, peers_served, ()) = tokio::join!(admin, peers, signal);
+    served?;
+    peers_served?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
@@ -228,6 +251,7 @@ fn main() -> anyhow::Result<()> {
             territory,
             recovery_recipients,
             kit,
+            peer_listen,
         } => {
             let id = match kit {
                 Some(kit) => {
@@ -239,6 +263,12 @@ fn main() -> anyhow::Result<()> {
                 }
                 None => init(&data, &territory, &recovery_recipients)?,
             };
+            if let Some(address) = peer_listen {
+                // The config file the node reads at start; every other field keeps its default.
+                let path = data.join("archipel.toml");
+                std::fs::write(&path, format!("peer_listen = {:?}\n", address))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             println!("{id}");
             Ok(())
         }

@@ -73,6 +73,7 @@ impl Node {
             .as_deref(),
         )?;
         let log = AuditLog::open(store.db(), &identity)?;
+        let peers = crate::federation::Peers::open(store.db(), &identity)?;
         Ok(Node {
             archive: Arc::new(Archive {
                 config,
@@ -80,6 +81,7 @@ impl Node {
                 keys,
                 store,
                 log,
+                peers,
                 recent: std::sync::Mutex::new(None),
             }),
             _lock: lock,
@@ -102,6 +104,41 @@ impl Node {
         let listener = UnixListener::bind(&path).map_err(io)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         Ok(listener)
+    }
+
+    /// Binds the federation listener when `peer_listen` is configured.
+    pub async fn bind_peers(&self) -> Result<Option<tokio::net::TcpListener>> {
+        let Some(address) = &self.archive.config.peer_listen else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| Error::Io {
+                path: format!("peer_listen {address}"),
+                source,
+            })?;
+        Ok(Some(listener))
+    }
+
+    /// Serves the node-to-node API to pinned peers over mutual TLS until `shutdown`.
+    pub async fn serve_peers(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        use crate::federation::{service::FederationService, transport};
+        use archipel_proto::v1::federation_server::FederationServer;
+        let a = &self.archive;
+        let pinned = a.peers.pinned.clone();
+        let tls = transport::server_config(&a.identity.signing_key, pinned.clone())
+            .map_err(crate::federation::PeerError::from)?;
+        let router = tonic::transport::Server::builder()
+            // A peer removed at run time is refused on connections it already has open.
+            .layer(transport::require_pinned(pinned))
+            .add_service(FederationServer::new(FederationService::new(a.clone())));
+        transport::serve_peers(listener, tls, router, shutdown)
+            .await
+            .map_err(|e| Error::Peer(e.into()))
     }
 
     /// Serves the admin API until `shutdown` completes; in-flight calls finish first.

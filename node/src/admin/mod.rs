@@ -1,6 +1,7 @@
 //! The gRPC admin API. Thin: it translates between the wire and the modules that do the work.
 
 mod audit;
+mod peers;
 
 pub use audit::AuditService;
 
@@ -15,7 +16,8 @@ use archipel_proto::manifest::{FileEntry, Manifest};
 use archipel_proto::v1::archive_server::Archive as ArchiveApi;
 use archipel_proto::v1::{
     self as pb, GetRequest, GetResponse, IngestRequest, IngestResponse, ListRequest, ListResponse,
-    LogKeyExportRequest, LogKeyExportResponse, NodeInfoRequest, NodeInfoResponse, RecordInfo,
+    LogKeyExportRequest, LogKeyExportResponse, NodeInfoRequest, NodeInfoResponse, PeerEntry,
+    PeerListRequest, PeerListResponse, PeerRemoveRequest, PeerRemoveResponse, RecordInfo,
     ShowRequest, UpdateMetadataRequest, VerifyReport, VerifyRequest, get_response, ingest_request,
 };
 use std::pin::Pin;
@@ -379,6 +381,27 @@ impl ArchiveApi for AdminService {
         Ok(Response::new(LogKeyExportResponse {}))
     }
 
+    async fn peer_add(&self, request: Request<PeerEntry>) -> Result<Response<PeerEntry>, Status> {
+        Ok(Response::new(
+            peers::add(&self.archive, request.into_inner()).await?,
+        ))
+    }
+
+    async fn peer_remove(
+        &self,
+        request: Request<PeerRemoveRequest>,
+    ) -> Result<Response<PeerRemoveResponse>, Status> {
+        peers::remove(&self.archive, &request.into_inner().node_id).await?;
+        Ok(Response::new(PeerRemoveResponse {}))
+    }
+
+    async fn peer_list(
+        &self,
+        _request: Request<PeerListRequest>,
+    ) -> Result<Response<PeerListResponse>, Status> {
+        Ok(Response::new(peers::list(&self.archive).await?))
+    }
+
     async fn node_info(
         &self,
         _request: Request<NodeInfoRequest>,
@@ -400,6 +423,7 @@ impl ArchiveApi for AdminService {
             log_origin: a.log.origin().to_string(),
             log_vkey: a.log.vkey(),
             log_size: a.log.view().map_err(Error::from)?.size(),
+            peer_address: a.config.peer_listen.clone().unwrap_or_default(),
         }))
     }
 }
