@@ -66,6 +66,14 @@ fn progress(total: u64, what: &str) -> ProgressBar {
     pb
 }
 
+fn show_record(json_out: bool, r: &pb::RecordInfo) {
+    if json_out {
+        println!("{}", record_json(r));
+    } else {
+        print_record(r);
+    }
+}
+
 pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Ingest {
@@ -112,11 +120,7 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
                 .show(ShowRequest { record_id: record })
                 .await?
                 .into_inner();
-            if json_out {
-                println!("{}", record_json(&r));
-            } else {
-                print_record(&r);
-            }
+            show_record(json_out, &r);
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { record } => verify(&node, json_out, record).await,
@@ -136,11 +140,7 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
                 })
                 .await?
                 .into_inner();
-            if json_out {
-                println!("{}", record_json(&r));
-            } else {
-                print_record(&r);
-            }
+            show_record(json_out, &r);
             Ok(ExitCode::SUCCESS)
         }
         Command::Log(cmd) => crate::log::run(&node, json_out, cmd).await,

@@ -93,44 +93,35 @@ pub fn load_file(path: &Path) -> anyhow::Result<MetadataArgs> {
     Ok(parsed)
 }
 
-/// Flags win over the file.
+/// Flags win over the file. A date and a range given together (one in each) stay together,
+/// so that the node refuses them rather than guess which was meant.
 pub fn merge(flags: MetadataArgs, file: Option<MetadataArgs>) -> RecordMetadata {
-    let f = file.unwrap_or_default();
-    let pick = |a: Option<String>, b: Option<String>| a.or(b).unwrap_or_default();
-    RecordMetadata {
-        title: pick(flags.title, f.title),
-        description: pick(flags.description, f.description),
-        producer: pick(flags.producer, f.producer),
-        date: pick(flags.date, f.date),
-        date_from: pick(flags.date_from, f.date_from),
-        date_to: pick(flags.date_to, f.date_to),
-        record_type: pick(flags.record_type, f.record_type),
-        language: pick(flags.language, f.language),
-        keywords: if flags.keywords.is_empty() {
-            f.keywords
-        } else {
-            flags.keywords
-        },
-        licence: pick(flags.licence, f.licence),
-        communicability: pick(flags.communicability, f.communicability),
-        dua_years: flags.dua.or(f.dua),
-        final_disposition: pick(flags.final_disposition, f.final_disposition),
-        metadata_public: flags.metadata_public || f.metadata_public,
-        person_death_date: pick(flags.person_death_date, f.person_death_date),
-        person_birth_date: pick(flags.person_birth_date, f.person_birth_date),
-    }
+    let base = file
+        .map(|f| layer(f, RecordMetadata::default(), false))
+        .unwrap_or_default();
+    layer(flags, base, false)
 }
 
-/// Flags given on the command line replace the record's current values.
+/// Flags given on the command line replace the record's current values; a new date replaces
+/// the record's range and the reverse.
 pub fn overlay(flags: MetadataArgs, current: RecordMetadata) -> RecordMetadata {
+    layer(flags, current, true)
+}
+
+/// `flags` where given, else `current`; with `date_replaces_range`, giving a date clears
+/// `current`'s range and giving a range clears its date.
+fn layer(
+    flags: MetadataArgs,
+    current: RecordMetadata,
+    date_replaces_range: bool,
+) -> RecordMetadata {
     let pick = |a: Option<String>, b: String| a.unwrap_or(b);
-    let single = flags.date.is_some();
-    let range = flags.date_from.is_some() || flags.date_to.is_some();
+    let single = date_replaces_range && flags.date.is_some();
+    let range = date_replaces_range && (flags.date_from.is_some() || flags.date_to.is_some());
     RecordMetadata {
         title: pick(flags.title, current.title),
         description: pick(flags.description, current.description),
         producer: pick(flags.producer, current.producer),
-        // A new date replaces a range and the reverse.
         date: if range {
             flags.date.unwrap_or_default()
         } else {

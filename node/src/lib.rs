@@ -25,4 +25,4 @@ pub use archive::{Archive, ListFilter};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use keys::RecoveryKit;
-pub use node::{Node, init, is_initialised};
+pub use node::{Node, admin_channel, init, is_initialised};

@@ -219,15 +219,7 @@ fn log_key_export(data: &Path) -> anyhow::Result<()> {
             Ok::<_, anyhow::Error>(())
         }),
         Err(archipel_node::Error::Identity(IdentityError::Locked(_))) => rt.block_on(async {
-            let socket = cfg.admin_socket_path();
-            let channel = tonic::transport::Endpoint::try_from("http://archipel.invalid")?
-                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                    let socket = socket.clone();
-                    async move {
-                        let stream = tokio::net::UnixStream::connect(socket).await?;
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                    }
-                }))
+            let channel = archipel_node::admin_channel(&cfg.admin_socket_path())
                 .await
                 .context("the node is running but its admin socket does not answer")?;
             archipel_proto::v1::archive_client::ArchiveClient::new(channel)

@@ -21,6 +21,22 @@ use tokio::net::UnixListener;
 /// Largest gRPC message accepted (ingest chunks are 1 MiB; metadata is bounded at 64 KiB).
 pub const MAX_MESSAGE: usize = 8 * 1024 * 1024;
 
+/// A gRPC channel to a node's admin socket (for tools on the node's machine: `export-kit`
+/// while the node runs, tests).
+pub async fn admin_channel(socket: &Path) -> std::io::Result<tonic::transport::Channel> {
+    let socket = socket.to_path_buf();
+    tonic::transport::Endpoint::from_static("http://archipel.invalid")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .map_err(std::io::Error::other)
+}
+
 #[derive(Debug)]
 pub struct Node {
     pub archive: Arc<Archive>,

@@ -134,16 +134,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// A raw gRPC channel to a node's admin socket, as the CLI opens it.
 pub async fn admin_channel(data: &Path) -> tonic::transport::Channel {
-    let sock = data.join("admin.sock");
-    tonic::transport::Endpoint::try_from("http://archipel.invalid")
-        .expect("endpoint")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let sock = sock.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(sock).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        }))
+    archipel_node::admin_channel(&data.join("admin.sock"))
         .await
         .expect("connect to the admin socket")
 }
@@ -334,6 +325,23 @@ impl TestNode {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let v = self.cli_json(&refs);
         v["id"].as_str().expect("id").to_string()
+    }
+
+    /// `get`s a one-file record into `dest` and compares it byte for byte with `want`.
+    pub fn assert_get_file(&self, record: &str, dest: &Path, want: &[u8]) {
+        self.cli_ok(&["get", record, "-o", p(dest)]);
+        let got = std::fs::read(dest).expect("read the file written by get");
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "size of {} read back",
+            dest.display()
+        );
+        assert!(
+            got == want,
+            "{} differs from what was archived",
+            dest.display()
+        );
     }
 
     pub fn log_text(&self) -> String {

@@ -54,23 +54,6 @@ fn write(path: &Path, bytes: &[u8]) -> Vec<u8> {
     bytes.to_vec()
 }
 
-/// `get` a one-file record into `dest` and compare it byte for byte with `want`.
-fn assert_get_file(node: &TestNode, record: &str, dest: &Path, want: &[u8]) {
-    node.cli_ok(&["get", record, "-o", p(dest)]);
-    let got = std::fs::read(dest).unwrap();
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "size of {} read back",
-        dest.display()
-    );
-    assert!(
-        got == want,
-        "{} differs from what was archived",
-        dest.display()
-    );
-}
-
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -292,7 +275,7 @@ fn five_minute_tour() {
     // get of a one-file record: byte for byte.
     let out = root.join("out");
     std::fs::create_dir(&out).unwrap();
-    assert_get_file(&node, &pdf_id, &out.join("copy.pdf"), &pdf_bytes);
+    node.assert_get_file(&pdf_id, &out.join("copy.pdf"), &pdf_bytes);
 
     // get of a multi-file record: a directory holding the files under their names.
     let dir = out.join("dossier");
@@ -411,7 +394,7 @@ fn twenty_mib_file_round_trips_through_several_blobs() {
     );
 
     let dest = root.join("back.tif");
-    assert_get_file(&node, &id, &dest, &want);
+    node.assert_get_file(&id, &dest, &want);
     assert!(!root.join("back.tif.archipel-part").exists());
 
     // A range that straddles the boundary between the first two blobs.
@@ -785,18 +768,8 @@ fn the_same_file_in_two_records_is_stored_once() {
     // Every record reads back, under its own file names.
     let out = root.join("out");
     std::fs::create_dir(&out).unwrap();
-    assert_get_file(
-        &node,
-        first["id"].as_str().unwrap(),
-        &out.join("1.pdf"),
-        &x_bytes,
-    );
-    assert_get_file(
-        &node,
-        third["id"].as_str().unwrap(),
-        &out.join("3.pdf"),
-        &x_bytes,
-    );
+    node.assert_get_file(first["id"].as_str().unwrap(), &out.join("1.pdf"), &x_bytes);
+    node.assert_get_file(third["id"].as_str().unwrap(), &out.join("3.pdf"), &x_bytes);
     let d2 = out.join("2");
     node.cli_ok(&["get", second["id"].as_str().unwrap(), "-o", p(&d2)]);
     assert_eq!(
@@ -847,7 +820,7 @@ fn nothing_readable_in_the_data_directory() {
     );
     // It is archived and readable through the node...
     let back = root.join("back.txt");
-    assert_get_file(&node, &id, &back, text.as_bytes());
+    node.assert_get_file(&id, &back, text.as_bytes());
     node.stop().unwrap();
 
     // ...but not from the disk.
@@ -916,8 +889,8 @@ fn records_survive_a_restart() {
     for k in ["node_id", "records", "blobs", "stored_bytes"] {
         assert_eq!(before[k], after[k], "{k}: {before} vs {after}");
     }
-    assert_get_file(&node, &a, &root.join("a.pdf"), &small_bytes);
-    assert_get_file(&node, &b, &root.join("b.mp4"), &big_bytes);
+    node.assert_get_file(&a, &root.join("a.pdf"), &small_bytes);
+    node.assert_get_file(&b, &root.join("b.mp4"), &big_bytes);
     assert_eq!(node.cli_json(&["verify"])["ok"], true);
     // And a new record after the restart joins the old ones.
     let c = node.ingest(&[&small], "Arrêté (bis)", &[]);
@@ -1267,8 +1240,8 @@ fn recovery_kit_recreates_the_node_and_reads_its_records() {
         ids(&rebuilt.cli_json(&["ls"])),
         vec![ra.clone(), rb.clone()]
     );
-    assert_get_file(&rebuilt, &ra, &root.join("a.pdf"), &a_bytes);
-    assert_get_file(&rebuilt, &rb, &root.join("b.tif"), &b_bytes);
+    rebuilt.assert_get_file(&ra, &root.join("a.pdf"), &a_bytes);
+    rebuilt.assert_get_file(&rb, &root.join("b.tif"), &b_bytes);
     let v = rebuilt.cli_json(&["verify"]);
     assert_eq!(v["ok"], true, "signatures and key envelopes check out: {v}");
     // And it keeps archiving.

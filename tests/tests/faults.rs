@@ -56,22 +56,6 @@ fn good_file(root: &Path) -> PathBuf {
     f
 }
 
-fn assert_get_file(node: &TestNode, record: &str, dest: &Path, want: &[u8]) {
-    node.cli_ok(&["get", record, "-o", p(dest)]);
-    let got = std::fs::read(dest).unwrap();
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "size of {} read back",
-        dest.display()
-    );
-    assert!(
-        got == want,
-        "{} differs from what was archived",
-        dest.display()
-    );
-}
-
 /// Whether the tests run as root: a new file belongs to the effective user.
 fn running_as_root(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -589,8 +573,7 @@ fn assert_no_leftovers(node: &mut TestNode) {
     random_file(&f, 3 * MIB, 99).unwrap();
     let id = node.ingest(&[&f], "Après", &[]);
     assert_eq!(ids(&node.cli_json(&["ls"])), vec![id.clone()]);
-    assert_get_file(
-        node,
+    node.assert_get_file(
         &id,
         &node.data.parent().unwrap().join("apres-back.pdf"),
         &std::fs::read(&f).unwrap(),
@@ -702,8 +685,7 @@ fn second_node_on_the_same_data_directory_is_refused() {
     assert!(!stdout(&out).contains("ready"), "{}", stdout(&out));
     // The first one still serves, on its socket.
     assert_eq!(ids(&node.cli_json(&["ls"])), vec![id.clone()]);
-    assert_get_file(
-        &node,
+    node.assert_get_file(
         &id,
         &tmp.path().join("back.pdf"),
         &std::fs::read(&f).unwrap(),
@@ -806,7 +788,7 @@ fn assert_damage_detected(d: &Damaged) {
     // The other record is intact and still reads back.
     let out = node.cli(&["verify", &d.other]);
     expect_code(&out, 0, "verify of the intact record");
-    assert_get_file(node, &d.other, &d.root.join("autre-lu.pdf"), &d.other_bytes);
+    node.assert_get_file(&d.other, &d.root.join("autre-lu.pdf"), &d.other_bytes);
 }
 
 #[test]
@@ -903,7 +885,7 @@ fn swapped_key_is_refused(name: &str) {
     std::fs::remove_file(&key).unwrap();
     std::fs::rename(&saved, &key).unwrap();
     node.start().unwrap();
-    assert_get_file(&node, &id, &tmp.path().join("lu.pdf"), &bytes);
+    node.assert_get_file(&id, &tmp.path().join("lu.pdf"), &bytes);
     assert_eq!(node.cli_json(&["verify"])["ok"], true);
 }
 

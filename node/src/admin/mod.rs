@@ -65,6 +65,16 @@ pub fn record_info(m: &Manifest, manifest_digest: String) -> RecordInfo {
     }
 }
 
+/// A record as the API shows it, with the digest of the envelope as stored now.
+fn stored_record_info(archive: &Archive, m: &Manifest) -> Result<RecordInfo, Error> {
+    let digest = archive
+        .store
+        .envelope(&m.record_id)?
+        .map(|e| blake3::hash(&e).to_hex().to_string())
+        .unwrap_or_default();
+    Ok(record_info(m, digest))
+}
+
 fn report_to_pb(r: FixityReport) -> VerifyReport {
     VerifyReport {
         ok: r.ok(),
@@ -249,17 +259,8 @@ impl ArchiveApi for AdminService {
             let (ms, next) = archive.list(&filter, page, &req.page_token)?;
             let infos = ms
                 .iter()
-                .map(|m| {
-                    let digest = archive
-                        .store
-                        .envelope(&m.record_id)
-                        .ok()
-                        .flatten()
-                        .map(|e| blake3::hash(&e).to_hex().to_string())
-                        .unwrap_or_default();
-                    record_info(m, digest)
-                })
-                .collect();
+                .map(|m| stored_record_info(&archive, m))
+                .collect::<Result<_, _>>()?;
             Ok::<_, Error>((infos, next))
         })
         .await??;
@@ -272,14 +273,7 @@ impl ArchiveApi for AdminService {
     async fn show(&self, request: Request<ShowRequest>) -> Result<Response<RecordInfo>, Status> {
         let id = request.into_inner().record_id;
         let m = self.archive.manifest(&id)?;
-        let digest = self
-            .archive
-            .store
-            .envelope(&id)
-            .map_err(Error::from)?
-            .map(|e| blake3::hash(&e).to_hex().to_string())
-            .unwrap_or_default();
-        Ok(Response::new(record_info(&m, digest)))
+        Ok(Response::new(stored_record_info(&self.archive, &m)?))
     }
 
     type VerifyStream = BoxStream<VerifyReport>;
@@ -351,15 +345,8 @@ impl ArchiveApi for AdminService {
             .archive
             .update_metadata(&req.record_id, metadata)
             .await?;
-        let digest = self
-            .archive
-            .store
-            .envelope(&req.record_id)
-            .map_err(Error::from)?
-            .map(|e| blake3::hash(&e).to_hex().to_string())
-            .unwrap_or_default();
         tracing::info!(record = %req.record_id, "metadata updated");
-        Ok(Response::new(record_info(&updated, digest)))
+        Ok(Response::new(stored_record_info(&self.archive, &updated)?))
     }
 
     async fn log_key_export(
