@@ -199,16 +199,8 @@ fn strip_ansi(s: &str) -> String {
 }
 
 /// After a restart: the staged leftovers were removed and logged, and every other blob the
-/// crash left is referenced by a listed record (with `no_orphans`; otherwise orphans are only
-/// counted, and returned).
-fn check_cleanup(
-    node: &TestNode,
-    log_before: usize,
-    raw: &Raw,
-    listed_blobs: u64,
-    no_orphans: bool,
-    when: &str,
-) -> u64 {
+/// crash left is referenced by a listed record (no orphan: such a blob would never be removed).
+fn check_cleanup(node: &TestNode, log_before: usize, raw: &Raw, listed_blobs: u64, when: &str) {
     let log = node.log_text();
     let new_log = strip_ansi(&log[log_before.min(log.len())..]);
     if raw.staging_keys > 0 {
@@ -244,17 +236,12 @@ fn check_cleanup(
         unstaged >= listed_blobs,
         "{when}: blobs of listed records are missing ({detail})"
     );
-    let orphans = unstaged - listed_blobs;
-    if no_orphans {
-        assert_eq!(
-            orphans, 0,
-            "{when}: blobs neither staged nor referenced by a record survive the crash: \
-             leaked for good, no restart removes them ({detail})"
-        );
-    } else if orphans > 0 {
-        eprintln!("{when}: {orphans} orphan blobs (neither staged nor referenced) ({detail})");
-    }
-    orphans
+    assert_eq!(
+        unstaged - listed_blobs,
+        0,
+        "{when}: blobs neither staged nor referenced by a record survive the crash: \
+         leaked for good, no restart removes them ({detail})"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,7 +379,7 @@ fn check_node(
 
 /// The node stopped cleanly and opened as a library: nothing staged, and the blob store holds
 /// exactly the blobs its records reference.
-fn check_library(data: &Path, records: usize, no_orphans: bool) {
+fn check_library(data: &Path, records: usize) {
     let raw = Raw::read(data);
     assert_eq!(raw.staging_keys, 0, "staging entries after a clean stop");
     let node = archipel_node::Node::open(archipel_node::Config::with_data_dir(data)).unwrap();
@@ -411,11 +398,7 @@ fn check_library(data: &Path, records: usize, no_orphans: bool) {
     let orphans = stored.difference(&referenced).count();
     let missing = referenced.difference(&stored).count();
     assert_eq!(missing, 0, "blobs referenced by records are missing");
-    if no_orphans {
-        assert_eq!(orphans, 0, "blobs that no record references are stored");
-    } else {
-        eprintln!("at the end: {orphans} stored blobs that no record references");
-    }
+    assert_eq!(orphans, 0, "blobs that no record references are stored");
     assert_eq!(a.store.blob_count().unwrap(), referenced.len() as u64);
 }
 
@@ -535,10 +518,10 @@ fn writer(w: usize, seed: u64, data: &Path, files: &Path, shared: &Shared) {
 
 #[test]
 fn acknowledged_ingests_survive_sigkill() {
-    concurrent_kills(true);
+    concurrent_kills();
 }
 
-fn concurrent_kills(no_orphans: bool) {
+fn concurrent_kills() {
     let started = Instant::now();
     let mut rng = rng_for("acknowledged_ingests_survive_sigkill");
     let root = tempfile::tempdir().unwrap();
@@ -556,7 +539,6 @@ fn concurrent_kills(no_orphans: bool) {
     let seeds: Vec<u64> = (0..writers).map(|_| rng.next_u64()).collect();
     let mut read = HashSet::new();
     let mut with_leftovers = 0;
-    let mut orphans = 0;
 
     std::thread::scope(|s| {
         let _stop = StopOnDrop(&shared);
@@ -581,7 +563,7 @@ fn concurrent_kills(no_orphans: bool) {
             shared.epoch.fetch_add(1, SeqCst);
             let attempts = shared.attempts.lock().unwrap().clone();
             let seen = check_node(&node, &attempts, &mut read, false, &scratch, &when);
-            orphans = check_cleanup(&node, log_before, &raw, seen.blobs, no_orphans, &when);
+            check_cleanup(&node, log_before, &raw, seen.blobs, &when);
             eprintln!(
                 "{when}: {} attempts, {} records, {} blobs, {} staging entries cleaned ({:?})",
                 attempts.len(),
@@ -600,8 +582,7 @@ fn concurrent_kills(no_orphans: bool) {
     let in_flight = count(|o| matches!(o, Outcome::InFlight));
     eprintln!(
         "{rounds} kills: {} attempts, {acked} acknowledged, {in_flight} in flight at a kill \
-         ({} of which committed anyway), {with_leftovers} restarts cleaned leftovers, \
-         {orphans} orphan blobs left after the last kill, {:?}",
+         ({} of which committed anyway), {with_leftovers} restarts cleaned leftovers, {:?}",
         attempts.len(),
         seen.in_flight_committed,
         started.elapsed()
@@ -613,7 +594,7 @@ fn concurrent_kills(no_orphans: bool) {
     );
     let status = node.stop().unwrap();
     assert!(status.success(), "clean stop: {status}");
-    check_library(&data, seen.records, no_orphans);
+    check_library(&data, seen.records);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -636,10 +617,10 @@ fn dir_size(p: &Path) -> u64 {
 
 #[test]
 fn kill_during_large_ingest_leaves_no_partial_record() {
-    large_ingest_kills(true);
+    large_ingest_kills();
 }
 
-fn large_ingest_kills(no_orphans: bool) {
+fn large_ingest_kills() {
     let large: u64 = std::env::var("ARCHIPEL_CRASH_LARGE_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -769,7 +750,7 @@ fn large_ingest_kills(no_orphans: bool) {
         let log_before = node.log_text().len();
         node.start().unwrap();
         let seen = check_node(&node, &attempts, &mut read, false, &scratch, &when);
-        check_cleanup(&node, log_before, &raw, seen.blobs, no_orphans, &when);
+        check_cleanup(&node, log_before, &raw, seen.blobs, &when);
         eprintln!(
             "{when}: {} staging entries cleaned ({} blobs were on disk), {} records, {} blobs ({:?})",
             raw.staging_keys,
@@ -841,6 +822,6 @@ fn large_ingest_kills(no_orphans: bool) {
     let seen = check_node(&node, &attempts, &mut read, true, &scratch, "at the end");
     let status = node.stop().unwrap();
     assert!(status.success(), "clean stop: {status}");
-    check_library(&data, seen.records, no_orphans);
+    check_library(&data, seen.records);
     eprintln!("done in {:?}", started.elapsed());
 }
