@@ -18,6 +18,12 @@ pub struct Archive {
     pub store: Store,
     pub log: AuditLog,
     pub peers: crate::federation::Peers,
+    /// What this node keeps for other territories.
+    pub holding: crate::federation::holding::Holding,
+    /// Who keeps this node's records: custody receipts and peer health.
+    pub custody: crate::federation::custody::Custody,
+    /// This node as a witness of its peers' logs.
+    pub witness: crate::federation::witness::Witness,
     /// The last manifest opened: reading a record of many files one by one would otherwise
     /// decrypt and decode its whole manifest once per file.
     pub recent: std::sync::Mutex<Option<std::sync::Arc<Manifest>>>,
@@ -140,6 +146,24 @@ impl Archive {
             }
             .into()
         })
+    }
+
+    /// Appends one event to the audit log on its own (written out by sled within its flush
+    /// interval; callers that must not lose it flush the store).
+    pub fn append_event(
+        &self,
+        event_type: &str,
+        object: &str,
+        actor: &str,
+        outcome: archipel_proto::event::Outcome,
+        detail: [u8; 32],
+    ) -> Result<()> {
+        if !self.log.enabled {
+            return Ok(());
+        }
+        let e = self.log.event(event_type, object, actor, outcome, detail)?;
+        self.store.append_events_lazily(&[e])?;
+        Ok(())
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -56,6 +56,113 @@ pub struct Config {
     /// An RFC 3161 time-stamping authority (`http://host:port/path`); when set, every
     /// signed checkpoint is also timestamped by it.
     pub tsa_url: Option<String>,
+    /// How this node takes part in the federation (the `[federation]` table).
+    pub federation: FederationConfig,
+}
+
+/// The `[federation]` table: replication policy and the schedules of the background jobs
+/// that keep copies alive (see ARCHITECTURE.md, "Federation").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Copies of each record, the origin's included (3: the origin and two peers).
+    pub replication_factor: u32,
+    /// This territory's zone (département or région code); placement keeps one copy
+    /// outside it when a peer allows.
+    pub zone: String,
+    /// How often (seconds) the replicator looks for records lacking copies; new records
+    /// are sent at once.
+    pub replication_interval_secs: u64,
+    /// Records sent to one holder in one batch (one durable commit at the holder).
+    pub batch_records: u32,
+    /// Records replicated at the same time.
+    pub concurrency: u32,
+    /// Outgoing replication bandwidth limit, MiB/s; 0 = unlimited.
+    pub bandwidth_limit_mib_s: u64,
+    /// How often (seconds) each origin–holder pair is reconciled (anti-entropy).
+    pub anti_entropy_interval_secs: u64,
+    /// How often (seconds) each holder is challenged to prove it keeps our blobs.
+    pub challenge_interval_secs: u64,
+    /// Blobs per challenge.
+    pub challenge_blobs: u32,
+    /// How often (seconds) this node re-reads and checks every blob it holds.
+    pub scrub_interval_secs: u64,
+    /// A holder unreachable for longer than this (seconds) is replaced.
+    pub holder_grace_secs: u64,
+    /// Days a lawful deletion waits at holders, during which it can be cancelled.
+    pub deletion_quarantine_days: u32,
+    /// Deletion requests from one origin within an hour that raise an alert at a holder.
+    pub mass_change_alert: u32,
+    /// How often (seconds) this node asks its peers to witness (cosign) its log.
+    pub witness_interval_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            replication_factor: 3,
+            zone: String::new(),
+            replication_interval_secs: 30,
+            batch_records: 256,
+            concurrency: 4,
+            bandwidth_limit_mib_s: 0,
+            anti_entropy_interval_secs: 3600,
+            challenge_interval_secs: 3600,
+            challenge_blobs: 8,
+            scrub_interval_secs: 86_400,
+            holder_grace_secs: 7 * 86_400,
+            deletion_quarantine_days: 30,
+            mass_change_alert: 10,
+            witness_interval_secs: 60,
+        }
+    }
+}
+
+impl FederationConfig {
+    fn problems(&self, out: &mut Vec<String>) {
+        let f = &self;
+        if !(1..=16).contains(&f.replication_factor) {
+            out.push(format!(
+                "federation.replication_factor = {}: must be between 1 and 16 (3 is usual)",
+                f.replication_factor
+            ));
+        }
+        for (name, v) in [
+            ("replication_interval_secs", f.replication_interval_secs),
+            ("anti_entropy_interval_secs", f.anti_entropy_interval_secs),
+            ("challenge_interval_secs", f.challenge_interval_secs),
+            ("scrub_interval_secs", f.scrub_interval_secs),
+            ("holder_grace_secs", f.holder_grace_secs),
+            ("witness_interval_secs", f.witness_interval_secs),
+        ] {
+            if !(1..=30 * 86_400).contains(&v) {
+                out.push(format!(
+                    "federation.{name} = {v}: must be between 1 and 2592000 (30 days)"
+                ));
+            }
+        }
+        if !(1..=4096).contains(&f.batch_records) {
+            out.push(format!(
+                "federation.batch_records = {}: must be between 1 and 4096",
+                f.batch_records
+            ));
+        }
+        if !(1..=64).contains(&f.concurrency) {
+            out.push(format!(
+                "federation.concurrency = {}: must be between 1 and 64",
+                f.concurrency
+            ));
+        }
+        if !(1..=1024).contains(&f.challenge_blobs) {
+            out.push(format!(
+                "federation.challenge_blobs = {}: must be between 1 and 1024",
+                f.challenge_blobs
+            ));
+        }
+        if f.mass_change_alert == 0 {
+            out.push("federation.mass_change_alert: must be at least 1".to_string());
+        }
+    }
 }
 
 impl Default for Config {
@@ -72,6 +179,7 @@ impl Default for Config {
             checkpoint_interval_secs: 60,
             tsa_url: None,
             peer_listen: None,
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -129,6 +237,7 @@ impl Config {
         if self.max_record_gib == 0 {
             problems.push("max_record_gib: must be at least 1".to_string());
         }
+        self.federation.problems(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

@@ -33,6 +33,12 @@ pub enum Error {
     Log(#[from] LogError),
     #[error(transparent)]
     Peer(#[from] crate::federation::PeerError),
+    #[error(transparent)]
+    Federation(#[from] crate::federation::FederationError),
+    #[error(transparent)]
+    Witness(#[from] crate::federation::witness::WitnessError),
+    #[error(transparent)]
+    Reconcile(#[from] crate::federation::reconcile::ReconcileError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("I/O error on {path}: {source}")]
@@ -85,6 +91,22 @@ impl From<Error> for tonic::Status {
                     _ => Status::internal(msg),
                 }
             }
+            Error::Federation(f) => {
+                use crate::federation::FederationError as F;
+                match f {
+                    F::Refused(_) => Status::invalid_argument(msg),
+                    F::NotFound(_) => Status::not_found(msg),
+                    F::DeletionRefused { .. } => Status::failed_precondition(msg),
+                    F::Full(_) => Status::resource_exhausted(msg),
+                    F::Peer { .. } => Status::unavailable(msg),
+                    F::Store(s) if s.is_disk_full() => Status::resource_exhausted(msg),
+                    F::Store(StoreError::DiskFull(_)) => Status::resource_exhausted(msg),
+                    _ => Status::internal(msg),
+                }
+            }
+            // Their modules say which code fits each of their variants.
+            Error::Witness(w) => Status::new(w.code(), msg),
+            Error::Reconcile(r) => Status::new(r.code(), msg),
             Error::Keys(_) | Error::Identity(_) | Error::Config(_) | Error::Io { .. } => {
                 Status::internal(msg)
             }

@@ -90,6 +90,10 @@ impl Node {
         )?;
         let log = AuditLog::open(store.db(), &identity)?;
         let peers = crate::federation::Peers::open(store.db(), &identity)?;
+        let holding =
+            crate::federation::holding::Holding::open(store.db(), data, config.blob_store)?;
+        let custody = crate::federation::custody::Custody::open(store.db())?;
+        let witness = crate::federation::witness::Witness::open(store.db())?;
         Ok(Node {
             archive: Arc::new(Archive {
                 config,
@@ -98,6 +102,9 @@ impl Node {
                 store,
                 log,
                 peers,
+                holding,
+                custody,
+                witness,
                 recent: std::sync::Mutex::new(None),
             }),
             _lock: lock,
@@ -151,7 +158,11 @@ impl Node {
         let router = tonic::transport::Server::builder()
             // A peer removed at run time is refused on connections it already has open.
             .layer(transport::require_pinned(pinned))
-            .add_service(FederationServer::new(FederationService::new(a.clone())));
+            .add_service(
+                FederationServer::new(FederationService::new(a.clone()))
+                    .max_decoding_message_size(crate::federation::peers::PEER_MESSAGE)
+                    .max_encoding_message_size(crate::federation::peers::PEER_MESSAGE),
+            );
         transport::serve_peers(listener, tls, router, shutdown)
             .await
             .map_err(|e| Error::Peer(e.into()))

@@ -4,6 +4,7 @@
 
 pub mod canonical;
 pub mod checkpoint;
+pub mod custody;
 pub mod event;
 pub mod manifest;
 pub mod note;

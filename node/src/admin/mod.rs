@@ -1,6 +1,7 @@
 //! The gRPC admin API. Thin: it translates between the wire and the modules that do the work.
 
 mod audit;
+mod federation;
 mod peers;
 
 pub use audit::AuditService;
@@ -15,10 +16,11 @@ use archipel_proto::event::Outcome;
 use archipel_proto::manifest::{FileEntry, Manifest};
 use archipel_proto::v1::archive_server::Archive as ArchiveApi;
 use archipel_proto::v1::{
-    self as pb, GetRequest, GetResponse, IngestRequest, IngestResponse, ListRequest, ListResponse,
-    LogKeyExportRequest, LogKeyExportResponse, NodeInfoRequest, NodeInfoResponse, PeerEntry,
-    PeerListRequest, PeerListResponse, PeerRemoveRequest, PeerRemoveResponse, RecordInfo,
-    ShowRequest, UpdateMetadataRequest, VerifyReport, VerifyRequest, get_response, ingest_request,
+    self as pb, CustodyResponse, FederationReportRequest, FederationReportResponse, GetRequest,
+    GetResponse, IngestRequest, IngestResponse, ListRequest, ListResponse, LogKeyExportRequest,
+    LogKeyExportResponse, NodeInfoRequest, NodeInfoResponse, PeerEntry, PeerListRequest,
+    PeerListResponse, PeerRemoveRequest, PeerRemoveResponse, RecordInfo, ShowRequest,
+    UpdateMetadataRequest, VerifyReport, VerifyRequest, get_response, ingest_request,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -387,6 +389,23 @@ impl ArchiveApi for AdminService {
         _request: Request<PeerListRequest>,
     ) -> Result<Response<PeerListResponse>, Status> {
         Ok(Response::new(peers::list(&self.archive).await?))
+    }
+
+    async fn custody(
+        &self,
+        request: Request<ShowRequest>,
+    ) -> Result<Response<CustodyResponse>, Status> {
+        let a = self.archive.clone();
+        let id = request.into_inner().record_id;
+        Ok(Response::new(federation::custody(&a, &id).await?))
+    }
+
+    async fn federation_report(
+        &self,
+        _request: Request<FederationReportRequest>,
+    ) -> Result<Response<FederationReportResponse>, Status> {
+        let a = self.archive.clone();
+        Ok(Response::new(federation::report(&a).await?))
     }
 
     async fn node_info(

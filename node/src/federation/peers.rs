@@ -84,6 +84,9 @@ pub struct Peers {
     own_id: String,
 }
 
+/// Largest node-to-node message: one blob (at most 16 MiB plus age overhead) and its ID.
+pub const PEER_MESSAGE: usize = 20 << 20;
+
 /// How long a reachability check may take.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -138,6 +141,34 @@ impl Peers {
         self.pinned.remove(node_id);
         toml::from_str(&String::from_utf8_lossy(&old))
             .map_err(|e| PeerError::Storage(format!("peer entry: {e}")))
+    }
+
+    /// A federation client for `peer` over mutual TLS (connects at once).
+    pub async fn client(
+        &self,
+        peer: &Peer,
+    ) -> Result<FederationClient<tonic::transport::Channel>, PeerError> {
+        let channel =
+            transport::connect_peer(&peer.address, &peer.node_id, self.client_tls.clone())
+                .await
+                .map_err(|e| PeerError::Unreachable {
+                    node_id: peer.node_id.clone(),
+                    address: peer.address.clone(),
+                    reason: e.to_string(),
+                })?;
+        Ok(FederationClient::new(channel)
+            .max_decoding_message_size(PEER_MESSAGE)
+            .max_encoding_message_size(PEER_MESSAGE))
+    }
+
+    pub fn get(&self, node_id: &str) -> Result<Option<Peer>, PeerError> {
+        match self.tree.get(node_id.as_bytes())? {
+            Some(v) => Ok(Some(
+                toml::from_str(&String::from_utf8_lossy(&v))
+                    .map_err(|e| PeerError::Storage(format!("peer entry: {e}")))?,
+            )),
+            None => Ok(None),
+        }
     }
 
     /// Connects to a peer over mutual TLS and asks who it is.

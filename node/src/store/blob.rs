@@ -68,8 +68,13 @@ pub struct SledBlobStore {
 
 impl SledBlobStore {
     pub fn open(db: &sled::Db) -> Result<Self, BlobError> {
+        Self::open_named(db, "blobs")
+    }
+
+    /// Blobs in the sled tree `tree` (one per namespace).
+    pub fn open_named(db: &sled::Db, tree: &str) -> Result<Self, BlobError> {
         Ok(SledBlobStore {
-            tree: db.open_tree("blobs")?,
+            tree: db.open_tree(tree)?,
             db: db.clone(),
         })
     }

@@ -45,6 +45,12 @@ pub struct FileBlobStore {
 
 impl FileBlobStore {
     pub fn open(dir: &Path, db: &sled::Db) -> Result<Self, BlobError> {
+        Self::open_named(dir, db, "packed")
+    }
+
+    /// A store in `dir` whose small-blob index is the sled tree `packed_tree` (one per
+    /// namespace: a holder keeps each origin's blobs apart).
+    pub fn open_named(dir: &Path, db: &sled::Db, packed_tree: &str) -> Result<Self, BlobError> {
         fs::create_dir_all(dir.join("tmp"))?;
         fs::create_dir_all(dir.join("packs"))?;
         for e in fs::read_dir(dir.join("tmp"))? {
@@ -53,7 +59,7 @@ impl FileBlobStore {
         Ok(FileBlobStore {
             dir: dir.to_path_buf(),
             tmp_seq: AtomicU64::new(0),
-            packed: db.open_tree("packed")?,
+            packed: db.open_tree(packed_tree)?,
             pack: Mutex::new(None),
         })
     }
