@@ -145,7 +145,11 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
         }
         Command::Log(cmd) => crate::log::run(&node, json_out, cmd).await,
         Command::Peer(cmd) => crate::peer::run(&node, json_out, cmd).await,
-        Command::Status => {
+        Command::Federation => crate::federation::report(&node, json_out).await,
+        Command::Status { record: Some(r) } => {
+            crate::federation::record_status(&node, json_out, &r).await
+        }
+        Command::Status { record: None } => {
             let mut c = connect(&node).await?;
             let s = c.node_info(NodeInfoRequest {}).await?.into_inner();
             if json_out {

@@ -3,6 +3,7 @@
 
 mod commands;
 mod connect;
+mod federation;
 mod log;
 mod metadata;
 mod output;
@@ -95,8 +96,10 @@ enum Command {
     Show { record: String },
     /// Fixity check of one record, or of all of them.
     Verify { record: Option<String> },
-    /// The node's identity and counters.
-    Status,
+    /// The node's identity and counters; with RECORD, where that record's copies are.
+    Status { record: Option<String> },
+    /// Per peer: what each territory keeps for the others (reciprocity), against offers.
+    Federation,
     /// The other territories' nodes this node trusts.
     #[command(subcommand)]
     Peer(peer::PeerCommand),

@@ -33,6 +33,10 @@ enum Command {
         /// to <data>/archipel.toml as `peer_listen`.
         #[arg(long)]
         peer_listen: Option<String>,
+        /// This territory's zone (département or région code, e.g. 29); placement keeps one
+        /// copy of each record outside it. Written to <data>/archipel.toml.
+        #[arg(long)]
+        zone: Option<String>,
         /// Recreate the node from a recovery kit instead of creating new keys.
         #[arg(long, conflicts_with_all = ["recovery_recipients"])]
         kit: Option<PathBuf>,
@@ -232,6 +236,27 @@ fn log_key_export(data: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Writes what `init` was told into <data>/archipel.toml, the config file the node reads at
+/// start; every other field keeps its default.
+fn write_init_config(
+    data: &std::path::Path,
+    peer_listen: Option<&str>,
+    zone: Option<&str>,
+) -> anyhow::Result<()> {
+    if peer_listen.is_none() && zone.is_none() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    if let Some(address) = peer_listen {
+        text.push_str(&format!("peer_listen = {address:?}\n"));
+    }
+    if let Some(zone) = zone {
+        text.push_str(&format!("\n[federation]\nzone = {zone:?}\n"));
+    }
+    let path = data.join("archipel.toml");
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run {
@@ -244,6 +269,7 @@ fn main() -> anyhow::Result<()> {
             recovery_recipients,
             kit,
             peer_listen,
+            zone,
         } => {
             let id = match kit {
                 Some(kit) => {
@@ -255,12 +281,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 None => init(&data, &territory, &recovery_recipients)?,
             };
-            if let Some(address) = peer_listen {
-                // The config file the node reads at start; every other field keeps its default.
-                let path = data.join("archipel.toml");
-                std::fs::write(&path, format!("peer_listen = {:?}\n", address))
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
+            write_init_config(&data, peer_listen.as_deref(), zone.as_deref())?;
             println!("{id}");
             Ok(())
         }

@@ -105,6 +105,7 @@ impl Node {
                 holding,
                 custody,
                 witness,
+                replication: Default::default(),
                 recent: std::sync::Mutex::new(None),
             }),
             _lock: lock,
@@ -194,6 +195,14 @@ impl Node {
             },
             workers_stopped,
         );
+        let replicator = tokio::spawn(crate::federation::replicator::run(
+            self.archive.clone(),
+            stop_workers.subscribe(),
+        ));
+        let upkeep = tokio::spawn(crate::federation::upkeep::run(
+            self.archive.clone(),
+            stop_workers.subscribe(),
+        ));
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
@@ -204,6 +213,8 @@ impl Node {
             .map_err(|e| Error::Protocol(format!("admin server: {e}")));
         let _ = stop_workers.send(true);
         let _ = checkpointer.await;
+        let _ = replicator.await;
+        let _ = upkeep.await;
         served?;
         self.archive.store.flush().await?;
         Ok(())

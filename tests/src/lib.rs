@@ -3,6 +3,9 @@
 //! [`TestNode`] owns a data directory and the node process serving it; it can start, stop
 //! (SIGTERM), kill (SIGKILL) and restart it. Every CLI call runs the real binary.
 
+pub mod cluster;
+pub mod proxy;
+
 use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

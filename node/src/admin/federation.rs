@@ -2,12 +2,112 @@
 
 use crate::archive::Archive;
 use crate::error::Error;
-use archipel_proto::v1::{CustodyResponse, FederationReportResponse};
+use crate::federation::replicator;
+use crate::store::StoreError;
+use archipel_proto::v1::{CustodyResponse, FederationReportResponse, PeerAccount};
+use std::sync::Arc;
 
-pub async fn custody(_archive: &Archive, _record_id: &str) -> Result<CustodyResponse, Error> {
-    Err(Error::Protocol("not built yet".into()))
+fn fed(e: crate::federation::PeerError) -> Error {
+    Error::Peer(e)
 }
 
-pub async fn report(_archive: &Archive) -> Result<FederationReportResponse, Error> {
-    Err(Error::Protocol("not built yet".into()))
+/// Blocking sled work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Protocol(format!("worker thread: {e}")))?
+}
+
+pub async fn custody(archive: &Arc<Archive>, record_id: &str) -> Result<CustodyResponse, Error> {
+    let a = archive.clone();
+    let id = record_id.to_string();
+    blocking(move || {
+        let envelope = a
+            .store
+            .envelope(&id)?
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let digest = *blake3::hash(&envelope).as_bytes();
+        let peers = a.peers.list().map_err(fed)?;
+        let cands = replicator::candidates(&a, &peers)?;
+        let plan = replicator::plan(&a, &cands, &id, &digest)?;
+        let holders = a
+            .custody
+            .holders_of(&id)?
+            .into_iter()
+            .filter(|h| plan.holders.contains(&h.node_id) || plan.stale.contains(&h.node_id))
+            .collect();
+        Ok(CustodyResponse {
+            record_id: id,
+            copies_wanted: a.config.federation.replication_factor,
+            holders,
+            pending: plan.new,
+        })
+    })
+    .await
+}
+
+pub async fn report(archive: &Arc<Archive>) -> Result<FederationReportResponse, Error> {
+    let a = archive.clone();
+    blocking(move || {
+        let peers = a.peers.list().map_err(fed)?;
+        let cands = replicator::candidates(&a, &peers)?;
+        let grace = a.config.federation.holder_grace_secs;
+        let mut accounts = Vec::with_capacity(peers.len());
+        for p in &peers {
+            let (records_for_us, bytes_for_us) = a.custody.totals_at(&p.node_id)?;
+            let we_hold = a.holding.totals(&p.node_id)?;
+            let state = a.custody.state(&p.node_id)?;
+            accounts.push(PeerAccount {
+                node_id: p.node_id.clone(),
+                territory: p.territory.clone(),
+                zone: p.zone.clone(),
+                offer_bytes: p.offer_bytes,
+                records_held_for_us: records_for_us,
+                bytes_held_for_us: bytes_for_us,
+                records_we_hold: we_hold.records,
+                bytes_we_hold: we_hold.bytes,
+                pending_records: 0,
+                last_challenge: state.last_challenge.clone(),
+                last_challenge_outcome: state.last_challenge_outcome.clone(),
+                cosigned_size: state.cosigned_size,
+                last_seen: if state.last_seen == 0 {
+                    String::new()
+                } else {
+                    crate::clock::rfc3339(state.last_seen as i64)
+                },
+                gone: a.custody.is_gone(&p.node_id, grace)?,
+            });
+        }
+        // One pass over the records: how many are complete, and what each peer still owes.
+        let (mut records, mut complete) = (0u64, 0u64);
+        for id in a.record_ids() {
+            let id = id?;
+            let Some(envelope) = a.store.envelope(&id)? else {
+                continue;
+            };
+            records += 1;
+            let digest = *blake3::hash(&envelope).as_bytes();
+            let plan = replicator::plan(&a, &cands, &id, &digest)?;
+            if plan.stale.is_empty() && plan.new.is_empty() {
+                if plan.holders.len() + 1 >= a.config.federation.replication_factor as usize {
+                    complete += 1;
+                }
+            }
+            for t in plan.targets() {
+                if let Some(acc) = accounts.iter_mut().find(|x| &x.node_id == t) {
+                    acc.pending_records += 1;
+                }
+            }
+        }
+        Ok(FederationReportResponse {
+            replication_factor: a.config.federation.replication_factor,
+            zone: a.config.federation.zone.clone(),
+            peers: accounts,
+            records,
+            fully_replicated: complete,
+        })
+    })
+    .await
 }

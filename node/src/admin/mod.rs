@@ -151,6 +151,7 @@ impl ArchiveApi for AdminService {
                 Some(ingest_request::Item::Commit(_)) => {
                     let done = session.commit().await?;
                     tracing::info!(record = %done.record_id, files = done.files, bytes = done.bytes, "record ingested");
+                    self.archive.replication.push(&done.record_id);
                     return Ok(Response::new(IngestResponse {
                         id: done.record_id,
                         files: done.files,
@@ -348,6 +349,8 @@ impl ArchiveApi for AdminService {
             .update_metadata(&req.record_id, metadata)
             .await?;
         tracing::info!(record = %req.record_id, "metadata updated");
+        // Holders keep the new envelope too (the old one stays with them).
+        self.archive.replication.push(&req.record_id);
         Ok(Response::new(stored_record_info(&self.archive, &updated)?))
     }
 

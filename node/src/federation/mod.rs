@@ -27,6 +27,7 @@ pub mod restore;
 pub mod scrub;
 pub mod service;
 pub mod transport;
+pub mod upkeep;
 pub mod witness;
 
 pub use peers::{Peer, PeerError, Peers};

@@ -28,6 +28,8 @@ pub struct AuditLog {
     tree: sled::Tree,
     checkpoints: sled::Tree,
     timestamps: sled::Tree,
+    /// Witnesses' cosignature lines of our checkpoints: size ‖ witness node ID → line.
+    cosignatures: sled::Tree,
     signer: Signer,
     origin: String,
     node_id: String,
@@ -71,6 +73,7 @@ impl AuditLog {
             tree: db.open_tree("log")?,
             checkpoints: db.open_tree("log_checkpoints")?,
             timestamps: db.open_tree("log_timestamps")?,
+            cosignatures: db.open_tree("log_cosignatures")?,
             signer,
             origin,
             node_id: identity.node_id.clone(),
@@ -205,6 +208,64 @@ impl AuditLog {
             .checkpoints
             .get(size.to_be_bytes())?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+}
+
+fn cosignature_key(size: u64, witness: &str) -> Vec<u8> {
+    let mut k = size.to_be_bytes().to_vec();
+    k.extend_from_slice(witness.as_bytes());
+    k
+}
+
+impl AuditLog {
+    /// Keeps a witness's cosignature line (verified by the caller) of our checkpoint of
+    /// `size`; a newer one from the same witness replaces it. Flushed: a cosignature is
+    /// evidence worth a disk write.
+    pub fn store_cosignature(&self, size: u64, witness: &str, line: &str) -> Result<(), LogError> {
+        self.cosignatures
+            .insert(cosignature_key(size, witness), line.as_bytes())?;
+        self.cosignatures.flush()?;
+        Ok(())
+    }
+
+    /// The cosignature lines collected for the checkpoint of `size`, by witness node ID.
+    pub fn cosignatures_at(&self, size: u64) -> Result<Vec<(String, String)>, LogError> {
+        self.cosignatures
+            .scan_prefix(size.to_be_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k[8..]).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// `note` (our signed checkpoint of `size`) with the cosignature lines collected for it
+    /// appended. Signed-note verifiers ignore lines from keys they do not know, so the note
+    /// still verifies with the log key alone; the total stays within what parsers accept.
+    pub fn with_cosignatures(&self, size: u64, note: &str) -> Result<String, LogError> {
+        let lines = self.cosignatures_at(size)?;
+        if lines.is_empty() {
+            return Ok(note.to_string());
+        }
+        let Ok(parsed) = archipel_proto::note::Note::parse(note.as_bytes()) else {
+            return Ok(note.to_string());
+        };
+        let room = archipel_proto::note::MAX_SIGNATURES.saturating_sub(parsed.signatures.len());
+        let mut out = note.to_string();
+        for (_, line) in lines.into_iter().take(room) {
+            // Stored lines were parsed and verified when collected; re-checked here so a
+            // damaged entry can never make the note unparseable.
+            let line = line.trim_end_matches('\n');
+            if archipel_proto::note::NoteSignature::parse_line(line).is_ok() && !out.contains(line)
+            {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        Ok(out)
     }
 }
 

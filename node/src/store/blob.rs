@@ -34,6 +34,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// IDs starting with `prefix`, in ascending order.
     fn list(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<BlobId, BlobError>> + '_>;
     fn flush(&self) -> Result<(), BlobError>;
+    /// The stored size of a blob, if present.
+    fn size(&self, id: &BlobId) -> Result<Option<u64>, BlobError> {
+        Ok(self.get(id)?.map(|b| b.len() as u64))
+    }
     /// Whether writing a blob of `len` bytes lands outside the sled log, so that the
     /// staging mark must be made durable first (otherwise a crash could leave a blob that
     /// nothing lists). sled-held blobs share the log with the mark: no.

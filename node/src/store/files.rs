@@ -259,6 +259,10 @@ impl BlobStore for FileBlobStore {
         }
     }
 
+    fn size(&self, id: &BlobId) -> Result<Option<u64>, BlobError> {
+        Ok(self.location(id)?.map(|(_, _, len)| len))
+    }
+
     fn outside_log(&self, len: usize) -> bool {
         // Packed blobs are indexed in sled after their staging mark: same log, same order.
         len >= PACK_BELOW

@@ -345,6 +345,15 @@ impl Store {
         Ok(())
     }
 
+    /// Stored (ciphertext) bytes of a set of blobs.
+    pub fn stored_size_of(&self, blobs: &[BlobId]) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for b in blobs {
+            total += self.blobs.size(b)?.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
