@@ -49,6 +49,26 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Rebuild a wiped node on a blank machine: its keys from the recovery kit, its records
+    /// and audit log from its peers, verified end to end.
+    Restore {
+        /// The recovery kit written by `export-kit` (passphrase from the terminal, or from
+        /// ARCHIPEL_PASSPHRASE in scripts).
+        #[arg(long)]
+        kit: PathBuf,
+        /// A new, empty data directory.
+        #[arg(long, default_value = "archipel-data")]
+        data: PathBuf,
+        /// HOST:PORT of a peer's federation listener. Repeatable; at least one.
+        #[arg(long = "peer", required = true)]
+        peers: Vec<String>,
+        /// This node's federation listener from now on (as `init --peer-listen`).
+        #[arg(long)]
+        peer_listen: Option<String>,
+        /// This territory's zone (as `init --zone`).
+        #[arg(long)]
+        zone: Option<String>,
+    },
     /// Write a passphrase-protected recovery kit with every secret of the node.
     ExportKit {
         #[arg(long, default_value = "archipel-data")]
@@ -177,6 +197,58 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn restore(cfg: Config, peers: Vec<String>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let node = Node::open(cfg)?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let report =
+        archipel_node::federation::restore::restore(&node.archive, &peers, &progress).await?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    println!(
+        "restored {} records ({} bytes, {} blobs fetched) and an audit log of {} entries from {} peer(s)",
+        report.records,
+        report.bytes,
+        report.blobs_fetched,
+        report.log_size,
+        report.peers.len()
+    );
+    for p in &report.peers {
+        println!(
+            "peer {} ({}) at {}: pinned again; set its zone and offer with `archipel peer add`",
+            p.node_id, p.territory, p.address
+        );
+    }
+    for r in &report.refused {
+        eprintln!("refused: {r}");
+    }
+    for r in &report.damaged {
+        eprintln!("damaged after restore: {r}");
+    }
+    if !report.refused.is_empty() || !report.damaged.is_empty() {
+        bail!(
+            "{} record(s) could not be restored intact",
+            report.refused.len() + report.damaged.len()
+        );
+    }
+    println!("start the node with `archipel-node run --data ...`: it resumes replication");
+    Ok(())
+}
+
 fn export_kit(data: &Path, out: &Path) -> anyhow::Result<()> {
     let kit = RecoveryKit::from_data_dir(data)?;
     let sealed = kit.seal(&passphrase(true)?, None)?;
@@ -294,5 +366,30 @@ fn main() -> anyhow::Result<()> {
                 .block_on(run(cfg))
         }
         Command::ExportKit { data, out } => export_kit(&data, &out),
+        Command::Restore {
+            kit,
+            data,
+            peers,
+            peer_listen,
+            zone,
+        } => {
+            if is_initialised(&data) {
+                bail!(
+                    "{} already holds a node: restore only into a new, empty data directory",
+                    data.display()
+                );
+            }
+            let sealed =
+                std::fs::read(&kit).with_context(|| format!("cannot read {}", kit.display()))?;
+            let kit = RecoveryKit::open(&sealed, &passphrase(false)?)?;
+            kit.install(&data)?;
+            write_init_config(&data, peer_listen.as_deref(), zone.as_deref())?;
+            let cfg = load_config(Some(data.clone()), None)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(restore(cfg, peers))
+        }
     }
 }

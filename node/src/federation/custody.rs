@@ -51,7 +51,9 @@ pub struct NewReceipt {
     pub receipt: CustodyReceipt,
     pub envelope_digest: [u8; 32],
     pub stored_bytes: u64,
-    pub event: PendingEvent,
+    /// The audit event; `None` when custody is only being recovered (restore), since the
+    /// log already holds the original event.
+    pub event: Option<PendingEvent>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,8 +142,8 @@ impl Custody {
                     let mut iv = r.envelope_digest.to_vec();
                     iv.extend_from_slice(&r.stored_bytes.to_be_bytes());
                     index.insert(key(&r.holder, &r.record_id), iv)?;
-                    if log.enabled {
-                        log_tree::append_tx::<FederationError>(log_t, &r.event.leaf)?;
+                    if let Some(e) = r.event.as_ref().filter(|_| log.enabled) {
+                        log_tree::append_tx::<FederationError>(log_t, &e.leaf)?;
                     }
                 }
                 Ok::<_, ConflictableTransactionError<FederationError>>(())

@@ -562,7 +562,7 @@ async fn send_batch_inner(
             receipt: signed,
             envelope_digest: o.digest,
             stored_bytes,
-            event,
+            event: Some(event),
         });
     }
     let n = receipts.len();

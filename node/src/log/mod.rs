@@ -3,6 +3,7 @@
 //! (C2SP signed notes) are signed with the node's Ed25519 key and kept, and the node never
 //! signs a checkpoint inconsistent with one it signed before.
 
+pub mod install;
 pub mod timestamp;
 pub mod tree;
 
