@@ -19,7 +19,6 @@ fn every(secs: u64) -> Interval {
     i
 }
 
-#[cfg(any())] // TEMP until reconcile lands
 /// Reconciles what `peer` holds for us with the receipts we keep for it. Records it lacks
 /// or keeps in another version lose their receipt and go back to replication.
 pub async fn anti_entropy(
@@ -81,11 +80,9 @@ pub async fn anti_entropy(
 }
 
 async fn anti_entropy_all(archive: &Arc<Archive>) {
-    #[cfg(any())] // TEMP
     let Ok(peers) = archive.peers.list() else {
         return;
     };
-    #[cfg(any())] // TEMP
     for p in peers {
         if let Err(e) = anti_entropy(archive, &p).await {
             tracing::warn!(holder = %p.node_id, error = %e, "anti-entropy failed");
@@ -122,8 +119,7 @@ pub async fn run(archive: Arc<Archive>, mut shutdown: watch::Receiver<bool>) {
                 }
                 _ = sc.tick() => scrub(&archive).await,
                 _ = wi.tick() => {
-                    #[cfg(any())] // TEMP
-                    if let Err(e) = super::witness::collect_cosignatures(&archive).await {
+                                    if let Err(e) = super::witness::collect_cosignatures(&archive).await {
                         tracing::warn!(error = %e, "collecting cosignatures failed");
                     }
                 }

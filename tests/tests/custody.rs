@@ -1,0 +1,274 @@
+//! Holders keep what they hold: scrub repairs a corrupted copy, a holder whose copy is bad
+//! fails its proof-of-storage challenge (caught, logged, repaired), and an origin taken over
+//! by ransomware cannot make its holders delete or overwrite anything.
+
+use archipel_node::federation::transport::{PinnedPeers, client_config, connect_peer};
+use archipel_node::store::{BlobStore, FileBlobStore};
+use archipel_proto::manifest::Envelope;
+use archipel_proto::v1::federation_client::FederationClient;
+use archipel_proto::v1::{DeletionRequest, ListHeldRequest, RecordBatch, RecordCopy};
+use archipel_tests::cluster::{ClusterOptions, TestCluster};
+use archipel_tests::{TestNode, runtime};
+
+/// A file of `size` random bytes named `name` in `dir`.
+fn random_file(dir: &Path, name: &str, size: usize) -> std::path::PathBuf {
+    let path = dir.join(name);
+    archipel_tests::random_file(&path, size, rand::random()).expect("write a test file");
+    path
+}
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Every event of a node's audit log.
+fn events(n: &TestNode) -> Vec<Value> {
+    n.cli_ok(&["log", "export", "--format", "jsonl"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON event"))
+        .collect()
+}
+
+fn has_event(n: &TestNode, kind: &str, object: &str, outcome: &str) -> bool {
+    events(n)
+        .iter()
+        .any(|e| e["type"] == kind && e["object"] == object && e["outcome"] == outcome)
+}
+
+/// The store of what a stopped holder keeps for `origin`.
+fn held_store(holder: &Path, origin: &str) -> (sled::Db, FileBlobStore) {
+    let db = sled::Config::new()
+        .path(holder.join("db"))
+        .open()
+        .expect("open the holder's database (is it stopped?)");
+    let store = FileBlobStore::open_named(
+        &holder.join("blobs").join("held").join(origin),
+        &db,
+        &format!("held/{origin}/packed"),
+    )
+    .expect("held blob store");
+    (db, store)
+}
+
+/// Flips a byte of every blob a stopped holder keeps for `origin`; returns the originals.
+fn corrupt_held(holder: &Path, origin: &str) -> Vec<([u8; 32], Vec<u8>)> {
+    let (db, store) = held_store(holder, origin);
+    let ids: Vec<[u8; 32]> = store.list(&[]).map(|b| b.expect("blob id")).collect();
+    assert!(!ids.is_empty(), "the holder keeps blobs for {origin}");
+    let mut originals = Vec::new();
+    for id in ids {
+        let bytes = store.get(&id).unwrap().unwrap();
+        let (path, offset, len) = store.location(&id).unwrap().unwrap();
+        let mut all = std::fs::read(&path).unwrap();
+        all[(offset + len / 2) as usize] ^= 0x55;
+        std::fs::write(&path, all).unwrap();
+        assert_ne!(store.get(&id).unwrap().unwrap(), bytes, "blob altered");
+        originals.push((id, bytes));
+    }
+    db.flush().unwrap();
+    originals
+}
+
+fn held_blobs_intact(holder: &Path, origin: &str, originals: &[([u8; 32], Vec<u8>)]) -> bool {
+    let (_db, store) = held_store(holder, origin);
+    originals
+        .iter()
+        .all(|(id, bytes)| store.get(id).ok().flatten().as_deref() == Some(bytes.as_slice()))
+}
+
+#[test]
+fn scrub_at_a_holder_detects_a_corrupted_copy_and_repairs_it_from_the_origin() {
+    let mut c = TestCluster::start(
+        3,
+        ClusterOptions {
+            // Scrub finds the damage; challenges stay out of the way.
+            challenge_interval_secs: 3600,
+            anti_entropy_interval_secs: 3600,
+            scrub_interval_secs: 2,
+            ..Default::default()
+        },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = random_file(tmp.path(), "plan.pdf", 6 << 20);
+    let record = c.node(0).ingest(&[&file], "Plan cadastral", &[]);
+    let holders = c.wait_replicated(0, &record, 3);
+    let h = c.index_of(&holders[0]).unwrap();
+    let origin = c.id(0).to_string();
+
+    c.stop(h);
+    let originals = corrupt_held(&c.node(h).data, &origin);
+    c.start_node(h);
+    c.wait_until(WAIT, "scrub to log the damaged copy", |c| {
+        has_event(c.node(h), "fixity check", &record, "failure")
+    });
+    c.wait_until(WAIT, "scrub to log the repair", |c| {
+        has_event(c.node(h), "replication", &record, "success")
+    });
+    c.stop(h);
+    assert!(
+        held_blobs_intact(&c.node(h).data, &origin, &originals),
+        "the held copy is byte for byte the origin's again"
+    );
+}
+
+#[test]
+fn a_holder_with_a_bad_copy_fails_its_challenge_is_logged_and_gets_the_record_again() {
+    let mut c = TestCluster::start(
+        3,
+        ClusterOptions {
+            // The holder does not scrub itself: only the origin's challenge can catch it.
+            scrub_interval_secs: 3600,
+            anti_entropy_interval_secs: 3600,
+            challenge_interval_secs: 2,
+            ..Default::default()
+        },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = random_file(tmp.path(), "deliberation.pdf", 300 << 10);
+    let record = c.node(0).ingest(&[&file], "Délibération", &[]);
+    let holders = c.wait_replicated(0, &record, 3);
+    let h = c.index_of(&holders[0]).unwrap();
+    let holder_id = c.id(h).to_string();
+    let origin = c.id(0).to_string();
+    c.wait_until(WAIT, "a first challenge to pass", |c| {
+        c.peer_account(0, h)["last_challenge_outcome"] == "passed"
+    });
+
+    c.stop(h);
+    let originals = corrupt_held(&c.node(h).data, &origin);
+    c.start_node(h);
+    c.wait_until(WAIT, "the origin to log the failed challenge", |c| {
+        has_event(c.node(0), "fixity check", &holder_id, "failure")
+    });
+    // The receipt was forgotten, the record sent again with the holder's copy re-checked,
+    // and the next challenges pass.
+    c.wait_until(WAIT, "the copy to be receipted again", |c| {
+        c.holders(0, &record).contains(&holder_id)
+    });
+    c.wait_until(WAIT, "a challenge to pass again", |c| {
+        c.peer_account(0, h)["last_challenge_outcome"] == "passed"
+            && events(c.node(0)).iter().rev().any(|e| {
+                e["type"] == "fixity check"
+                    && e["object"] == holder_id.as_str()
+                    && e["outcome"] == "success"
+            })
+    });
+    c.stop(h);
+    assert!(held_blobs_intact(&c.node(h).data, &origin, &originals));
+}
+
+/// A gRPC client that speaks as `node` (with its own key), as ransomware controlling that
+/// node could.
+async fn as_node(
+    node: &TestNode,
+    holder_id: &str,
+    address: &str,
+) -> FederationClient<tonic::transport::Channel> {
+    let seed = std::fs::read_to_string(node.data.join("keys").join("node.key")).unwrap();
+    let key = archipel_node::identity::decode_seed(&seed, "node.key").unwrap();
+    let pinned = PinnedPeers::with([holder_id]).unwrap();
+    let tls = client_config(&key, pinned).unwrap();
+    let channel = connect_peer(address, holder_id, tls).await.unwrap();
+    FederationClient::new(channel)
+}
+
+#[test]
+fn an_origin_that_asks_its_holders_to_delete_or_overwrite_everything_gets_nothing_deleted() {
+    let c = TestCluster::start(
+        3,
+        ClusterOptions {
+            extra_federation: "mass_change_alert = 5\n".into(),
+            ..Default::default()
+        },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut records = Vec::new();
+    for i in 0..6 {
+        let f = random_file(tmp.path(), &format!("acte-{i}.pdf"), 50_000 + i * 1000);
+        records.push(c.node(0).ingest(&[&f], &format!("Acte {i}"), &[]));
+    }
+    for r in &records {
+        c.wait_replicated(0, r, 3);
+    }
+    let rt = runtime();
+    for h in 1..3 {
+        let holder_id = c.id(h).to_string();
+        let mut client = rt.block_on(as_node(c.node(0), &holder_id, &c.peer_addr(0, h)));
+        let held = |client: &mut FederationClient<_>| {
+            rt.block_on(client.list_held(ListHeldRequest {
+                after: String::new(),
+                limit: 1000,
+            }))
+            .unwrap()
+            .into_inner()
+            .records
+        };
+        let before = held(&mut client);
+        assert_eq!(before.len(), records.len());
+
+        // 1. Delete everything: refused, with the reason.
+        let err = rt
+            .block_on(client.request_deletion(DeletionRequest {
+                record_ids: records.clone(),
+                reason: "cleanup".into(),
+            }))
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().contains("never deletes"), "{}", err.message());
+
+        // 2. Overwrite every record with other content under the same ID, correctly
+        // signed by the origin's own key: refused too.
+        let seed = std::fs::read_to_string(c.node(0).data.join("keys").join("node.key")).unwrap();
+        let key = archipel_node::identity::decode_seed(&seed, "node.key").unwrap();
+        let forged: Vec<RecordCopy> = before
+            .iter()
+            .map(|h| {
+                let copy = h.copy.clone().unwrap();
+                let env = Envelope::decode(&copy.envelope).unwrap();
+                let bogus = Envelope::sign(
+                    env.record_id.clone(),
+                    env.origin.clone(),
+                    env.ingested_at,
+                    b"encrypted garbage".to_vec(),
+                    vec![*blake3::hash(b"ransom note").as_bytes()],
+                    &key,
+                );
+                RecordCopy {
+                    envelope: bogus.encode(),
+                    key_envelope: copy.key_envelope,
+                }
+            })
+            .collect();
+        let batch = RecordBatch {
+            records: forged,
+            verify_existing: false,
+        };
+        let offer = rt
+            .block_on(client.offer(batch.clone()))
+            .unwrap()
+            .into_inner();
+        assert_eq!(offer.refused.len(), records.len(), "{offer:?}");
+        assert!(offer.missing_blobs.is_empty());
+        let commit = rt.block_on(client.commit(batch)).unwrap().into_inner();
+        assert!(commit.receipts.is_empty());
+        assert_eq!(commit.refused.len(), records.len());
+
+        // Nothing changed at the holder.
+        assert_eq!(held(&mut client), before);
+        // The holder logged each refusal and raised an alert about this origin.
+        let origin = c.id(0).to_string();
+        let ev = events(c.node(h));
+        assert!(ev.iter().any(|e| e["type"] == "deletion"
+            && e["object"] == origin.as_str()
+            && e["outcome"] == "failure"));
+        assert!(
+            ev.iter()
+                .any(|e| e["type"] == "archipel:alert" && e["object"] == origin.as_str())
+        );
+    }
+    // And the records still read back from the holders' copies: the origin's data is safe.
+    for r in &records {
+        assert_eq!(c.holders(0, r).len(), 2);
+    }
+}
