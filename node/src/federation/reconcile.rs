@@ -28,9 +28,11 @@ use prost::Message;
 use std::future::Future;
 use std::ops::Bound;
 
-/// Most ranges one `RangeFingerprints` request may ask: each range can cost the holder a scan
-/// of its index, so a request is bounded; the origin splits bigger levels into several calls.
-pub const MAX_RANGES_PER_REQUEST: usize = 64;
+/// Most ranges one `RangeFingerprints` request may ask; the origin splits bigger levels into
+/// several calls. The ranges must also be sorted and disjoint, so that a request costs the
+/// holder at most one pass over its index whatever the count; the count bounds the answer
+/// (~40 bytes a range, ~40 KiB) and the seeks.
+pub const MAX_RANGES_PER_REQUEST: usize = 1024;
 /// Most items one `RangeItems` page carries (also the default when the request says 0).
 pub const MAX_ITEMS_PER_PAGE: u32 = 1000;
 /// How many sub-ranges a differing range is split into.
@@ -355,7 +357,8 @@ impl SledRangeSet {
 
 /// Holder side: one fingerprint (count and XOR of BLAKE3(record ID ‖ digest) over the items
 /// with start <= ID < end; an empty end is unbounded) per requested range, at most
-/// [`MAX_RANGES_PER_REQUEST`] ranges. Blocking (sled): call it off the async threads.
+/// [`MAX_RANGES_PER_REQUEST`] ranges, sorted and disjoint (each range ends at or before the
+/// next one's start). Blocking (sled): call it off the async threads.
 pub fn serve_fingerprints(
     set: &SledRangeSet,
     request: &RangeFingerprintsRequest,
@@ -365,6 +368,15 @@ pub fn serve_fingerprints(
             asked: request.ranges.len(),
             max: MAX_RANGES_PER_REQUEST,
         });
+    }
+    for pair in request.ranges.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.end.is_empty() || a.end > b.start {
+            return Err(ReconcileError::InvalidRange(format!(
+                "ranges must be sorted and disjoint: [{:?}, {:?}) then [{:?}, {:?})",
+                a.start, a.end, b.start, b.end
+            )));
+        }
     }
     let fingerprints = request
         .ranges
@@ -704,6 +716,9 @@ pub async fn reconcile(
             let ours = local.items(&range)?;
             merge(&ours, &theirs, &mut diff);
         }
+        // The holder wants each request's ranges sorted (they are disjoint by construction),
+        // and the small ranges split above came after the others.
+        next.sort_by(|a, b| a.0.start.cmp(&b.0.start));
         level = next;
     }
     diff.missing_at_remote.sort_unstable();
@@ -746,7 +761,7 @@ mod tests {
 
     type Model = BTreeMap<String, [u8; 32]>;
 
-    fn db() -> sled::Db {
+    fn temp_db() -> sled::Db {
         sled::Config::new().temporary(true).open().unwrap()
     }
 
@@ -869,7 +884,7 @@ mod tests {
             }
             local.extend(local_adds);
             remote.extend(remote_adds);
-            let db = db();
+            let db = temp_db();
             let (l, r) = sets(&db, &local, &remote);
             let got = run(&l, &r);
             prop_assert_eq!(only_sets(&got), expected(&local, &remote));
@@ -881,14 +896,14 @@ mod tests {
 
     #[test]
     fn empty_sides() {
-        let db = db();
+        let db = temp_db();
         let some: Model = big(50);
         let (l, r) = sets(&db, &Model::new(), &Model::new());
         let d = run(&l, &r);
         assert!(d.is_empty());
         assert_eq!(d.round_trips, 1);
 
-        let db = db();
+        let db = temp_db();
         let (l, r) = sets(&db, &some, &Model::new());
         let d = run(&l, &r);
         assert_eq!(
@@ -897,7 +912,7 @@ mod tests {
         );
         assert_eq!(d.round_trips, 1, "an empty remote needs no listing");
 
-        let db = db();
+        let db = temp_db();
         let (l, r) = sets(&db, &Model::new(), &some);
         let d = run(&l, &r);
         assert_eq!(d.extra_at_remote, some.keys().cloned().collect::<Vec<_>>());
@@ -911,7 +926,7 @@ mod tests {
             .take(3)
             .map(|(k, v)| (k.clone(), *v))
             .collect();
-        let db = db();
+        let db = temp_db();
         let (l, r) = sets(&db, &local, &remote);
         let d = run(&l, &r);
         assert_eq!(only_sets(&d), expected(&local, &remote));
@@ -927,7 +942,7 @@ mod tests {
         remote.remove(&gone);
         let new = format!("{}0", &gone);
         remote.insert(new.clone(), digest(&new, 0));
-        let db = db();
+        let db = temp_db();
         let (l, r) = sets(&db, &local, &remote);
         let d = run(&l, &r);
         assert_eq!(d.missing_at_remote, vec![gone]);
@@ -951,7 +966,7 @@ mod tests {
     #[test]
     fn one_difference_in_100k_costs_little() {
         let local = big(100_000);
-        let db = db();
+        let db = temp_db();
         let (l, r) = sets(&db, &local, &local);
         let same = run(&l, &r);
         assert!(same.is_empty());
@@ -982,7 +997,7 @@ mod tests {
         let mut costs = Vec::new();
         for every in [10_000, 100] {
             let remote = with_changes(&local, every);
-            let db = db();
+            let db = temp_db();
             let (l, r) = sets(&db, &local, &remote);
             let d = run(&l, &r);
             assert_eq!(only_sets(&d), expected(&local, &remote));
@@ -1006,15 +1021,41 @@ mod tests {
 
     #[test]
     fn holder_refuses_too_many_ranges_and_inverted_ones() {
-        let db = db();
+        let db = temp_db();
         let (l, _) = sets(&db, &big(10), &Model::new());
-        let ranges = vec![whole(); MAX_RANGES_PER_REQUEST + 1];
-        let e = serve_fingerprints(&l, &RangeFingerprintsRequest { ranges }).unwrap_err();
+        let ranges = (0..=MAX_RANGES_PER_REQUEST)
+            .map(|i| IdRange {
+                start: format!("{i:05}"),
+                end: format!("{:05}", i + 1),
+            })
+            .collect::<Vec<_>>();
+        let e = serve_fingerprints(
+            &l,
+            &RangeFingerprintsRequest {
+                ranges: ranges.clone(),
+            },
+        )
+        .unwrap_err();
         assert!(matches!(
             e,
-            ReconcileError::TooManyRanges { asked: 65, max: 64 }
+            ReconcileError::TooManyRanges {
+                asked: 1025,
+                max: 1024
+            }
         ));
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        let ok = serve_fingerprints(
+            &l,
+            &RangeFingerprintsRequest {
+                ranges: ranges[..MAX_RANGES_PER_REQUEST].to_vec(),
+            },
+        )
+        .unwrap();
+        assert_eq!(ok.fingerprints.len(), MAX_RANGES_PER_REQUEST);
+        // The same range twice would cost the holder two passes: refused.
+        let twice = vec![whole(), whole()];
+        let e = serve_fingerprints(&l, &RangeFingerprintsRequest { ranges: twice }).unwrap_err();
+        assert!(matches!(e, ReconcileError::InvalidRange(_)), "{e}");
         let bad = IdRange {
             start: "b".into(),
             end: "a".into(),
@@ -1039,7 +1080,7 @@ mod tests {
     #[test]
     fn items_are_paged_and_continue_after_the_last() {
         let model = big(25);
-        let db = db();
+        let db = temp_db();
         let (_, r) = sets(&db, &Model::new(), &model);
         let mut start = String::new();
         let mut seen = Vec::new();
