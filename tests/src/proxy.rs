@@ -315,8 +315,8 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, to_target: bool
         &shared.to_client
     };
     let mut buf = vec![0u8; 16 * 1024];
-    let started = Instant::now();
-    let mut sent = 0u64;
+    // When the bytes forwarded so far are due, at the rate limit (no burst after idling).
+    let mut due = Instant::now();
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => {
@@ -334,13 +334,11 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, to_target: bool
         let limit = shared.rate_limit.load(Ordering::SeqCst);
         if limit > 0 {
             // Throttling, not synchronisation: keep this direction under `limit` bytes/s.
-            let due = Duration::from_secs_f64((sent + n as u64) as f64 / limit as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
+            let now = Instant::now();
+            due = due.max(now) + Duration::from_secs_f64(n as f64 / limit as f64);
+            std::thread::sleep(due - now);
         }
         counter.fetch_add(n as u64, Ordering::SeqCst);
-        sent += n as u64;
         if to.write_all(&buf[..n]).is_err() {
             break;
         }

@@ -58,15 +58,22 @@ fn corrupt_held(holder: &Path, origin: &str) -> Vec<([u8; 32], Vec<u8>)> {
     assert!(!ids.is_empty(), "the holder keeps blobs for {origin}");
     let mut originals = Vec::new();
     for id in ids {
-        let bytes = store.get(&id).unwrap().unwrap();
-        let (path, offset, len) = store.location(&id).unwrap().unwrap();
-        let mut all = std::fs::read(&path).unwrap();
+        let bytes = store.get(&id).expect("test setup").expect("test setup");
+        let (path, offset, len) = store
+            .location(&id)
+            .expect("test setup")
+            .expect("test setup");
+        let mut all = std::fs::read(&path).expect("test setup");
         all[(offset + len / 2) as usize] ^= 0x55;
-        std::fs::write(&path, all).unwrap();
-        assert_ne!(store.get(&id).unwrap().unwrap(), bytes, "blob altered");
+        std::fs::write(&path, all).expect("test setup");
+        assert_ne!(
+            store.get(&id).expect("test setup").expect("test setup"),
+            bytes,
+            "blob altered"
+        );
         originals.push((id, bytes));
     }
-    db.flush().unwrap();
+    db.flush().expect("test setup");
     originals
 }
 
@@ -165,11 +172,15 @@ async fn as_node(
     holder_id: &str,
     address: &str,
 ) -> FederationClient<tonic::transport::Channel> {
-    let seed = std::fs::read_to_string(node.data.join("keys").join("node.key")).unwrap();
-    let key = archipel_node::identity::decode_seed(&seed, "node.key").unwrap();
-    let pinned = PinnedPeers::with([holder_id]).unwrap();
-    let tls = client_config(&key, pinned).unwrap();
-    let channel = connect_peer(address, holder_id, tls).await.unwrap();
+    let seed = std::fs::read_to_string(node.data.join("keys").join("node.key"))
+        .expect("connect as the origin");
+    let key =
+        archipel_node::identity::decode_seed(&seed, "node.key").expect("connect as the origin");
+    let pinned = PinnedPeers::with([holder_id]).expect("connect as the origin");
+    let tls = client_config(&key, pinned).expect("connect as the origin");
+    let channel = connect_peer(address, holder_id, tls)
+        .await
+        .expect("connect as the origin");
     FederationClient::new(channel)
 }
 

@@ -90,10 +90,11 @@ pub async fn report(archive: &Arc<Archive>) -> Result<FederationReportResponse, 
             records += 1;
             let digest = *blake3::hash(&envelope).as_bytes();
             let plan = replicator::plan(&a, &cands, &id, &digest)?;
-            if plan.stale.is_empty() && plan.new.is_empty() {
-                if plan.holders.len() + 1 >= a.config.federation.replication_factor as usize {
-                    complete += 1;
-                }
+            if plan.stale.is_empty()
+                && plan.new.is_empty()
+                && plan.holders.len() + 1 >= a.config.federation.replication_factor as usize
+            {
+                complete += 1;
             }
             for t in plan.targets() {
                 if let Some(acc) = accounts.iter_mut().find(|x| &x.node_id == t) {

@@ -421,12 +421,8 @@ impl Holding {
             self.db.flush()?;
         }
         store.put(&id, &put.data)?;
-        // Bytes are counted when stored: that is what the namespace uses on disk.
-        self.meta.update_and_fetch(origin.as_bytes(), |old| {
-            let mut t = totals_of(old.map(sled::IVec::from));
-            t.bytes += put.data.len() as u64;
-            Some(totals_bytes(t).to_vec())
-        })?;
+        // Counted in `held_meta` when a record commits it, in the same transaction: a count
+        // kept apart from the staging mark could be lost by a kill.
         Ok(PutBlobsResponse {
             stored: 1,
             stored_bytes: put.data.len() as u64,
@@ -531,6 +527,15 @@ impl Holding {
             ));
             receipts.push(signed);
         }
+        // Sizes of the blobs this commit takes out of staging (received, not yet counted).
+        let mut sizes: HashMap<BlobId, u64> = HashMap::new();
+        for c in &accepted {
+            for b in &c.envelope.blobs {
+                if !sizes.contains_key(b) && self.staging.contains_key(key(origin, b))? {
+                    sizes.insert(*b, store.size(b)?.unwrap_or(0));
+                }
+            }
+        }
         let trees = (
             &self.records,
             &self.versions,
@@ -542,6 +547,7 @@ impl Holding {
         trees
             .transaction(|(records, versions, index, staging, meta, log)| {
                 let mut new_records = 0u64;
+                let mut new_bytes = 0u64;
                 for (c, (rid, is_new, old, value)) in accepted.iter().zip(&values) {
                     let k = key(origin, rid.as_bytes());
                     if let Some(old) = old {
@@ -553,15 +559,18 @@ impl Holding {
                     records.insert(k.clone(), value.as_slice())?;
                     index.insert(k, &c.digest[..])?;
                     for b in &c.envelope.blobs {
-                        staging.remove(key(origin, b))?;
+                        if staging.remove(key(origin, b))?.is_some() {
+                            new_bytes += sizes.get(b).copied().unwrap_or(0);
+                        }
                     }
                     if *is_new {
                         new_records += 1;
                     }
                 }
-                if new_records > 0 {
+                if new_records > 0 || new_bytes > 0 {
                     let mut t = totals_of(meta.get(origin.as_bytes())?);
                     t.records += new_records;
+                    t.bytes += new_bytes;
                     meta.insert(origin.as_bytes(), &totals_bytes(t)[..])?;
                 }
                 if archive.log.enabled {

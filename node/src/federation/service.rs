@@ -175,7 +175,11 @@ impl Federation for FederationService {
         let caller = Caller::of(&request)?;
         let a = self.archive.clone();
         blocking(move || {
-            Err(a.holding.refuse_deletion(&a, &caller, request.into_inner())).map_err(status)
+            Err(status(a.holding.refuse_deletion(
+                &a,
+                &caller,
+                request.into_inner(),
+            )))
         })
         .await
     }
