@@ -109,10 +109,22 @@ pub async fn run(node: &str, json_out: bool, cmd: LogCommand) -> anyhow::Result<
                 std::fs::write(&path, &cp.timestamp_token)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
+            // Signature lines other than the log's own: witnesses' cosignatures (not checked
+            // here; `log verify` checks the log key, and each witness's key checks its line).
+            let cosigners: Vec<String> =
+                archipel_proto::note::Note::parse(cp.checkpoint.as_bytes())
+                    .map(|n| {
+                        n.signatures
+                            .into_iter()
+                            .filter(|s| s.name != cp.origin)
+                            .map(|s| s.name)
+                            .collect()
+                    })
+                    .unwrap_or_default();
             if json_out {
                 println!(
                     "{}",
-                    json!({"checkpoint": cp.checkpoint, "size": cp.size, "origin": cp.origin, "vkey": cp.vkey, "timestamped": !cp.timestamp_token.is_empty()})
+                    json!({"checkpoint": cp.checkpoint, "size": cp.size, "origin": cp.origin, "vkey": cp.vkey, "timestamped": !cp.timestamp_token.is_empty(), "cosigners": cosigners})
                 );
             } else {
                 print!("{}", cp.checkpoint);

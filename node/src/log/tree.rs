@@ -105,6 +105,37 @@ pub fn index_record_tx<E>(
     Ok(())
 }
 
+/// Cuts a log back to its first `keep` leaves, removing the later leaves and every stored
+/// subtree hash that covers one of them, in one atomic batch. Only a witness's copy of a
+/// peer's log uses this (to drop pushed leaves that did not match the peer's checkpoint);
+/// a node's own log only grows.
+pub fn truncate(tree: &sled::Tree, keep: u64) -> Result<(), LogError> {
+    let size = as_u64(tree.get(SIZE)?);
+    if keep >= size {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    for i in keep..size {
+        batch.remove(leaf_key(i));
+    }
+    // Subtree (level, i) spans [i·2^level, (i+1)·2^level): it is stored once that end is
+    // <= size, and covers a removed leaf when that end is > keep. u128: no shift overflows.
+    for level in 0..64u32 {
+        let width = 1u128 << level;
+        if width > u128::from(size) {
+            break;
+        }
+        let mut i = u128::from(keep) / width;
+        while (i + 1) * width <= u128::from(size) {
+            batch.remove(node_key(level, i as u64));
+            i += 1;
+        }
+    }
+    batch.insert(SIZE, &keep.to_be_bytes());
+    tree.apply_batch(batch)?;
+    Ok(())
+}
+
 /// A read view of the log at the size it had when the view was taken.
 #[derive(Debug, Clone)]
 pub struct LogView {
@@ -196,6 +227,39 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(16))]
+        /// Truncating then appending other leaves gives the tree of the new list of leaves,
+        /// with no stale subtree hash left behind.
+        #[test]
+        fn truncate_then_regrow_matches_the_model(n in 1u64..70, keep_pct in 0u64..100, extra in 0u64..40) {
+            let db = sled::Config::new().temporary(true).open().unwrap();
+            let tree = db.open_tree("log").unwrap();
+            let mut model: Vec<Hash> = Vec::new();
+            for i in 0..n {
+                let l = format!("a{i}");
+                append(&tree, l.as_bytes());
+                model.push(leaf_hash(l.as_bytes()));
+            }
+            let keep = n * keep_pct / 100;
+            truncate(&tree, keep).unwrap();
+            model.truncate(keep as usize);
+            prop_assert_eq!(LogView::new(&tree).unwrap().size(), keep);
+            for i in 0..extra {
+                let l = format!("b{i}");
+                append(&tree, l.as_bytes());
+                model.push(leaf_hash(l.as_bytes()));
+            }
+            let view = LogView::new(&tree).unwrap();
+            let size = model.len() as u64;
+            prop_assert_eq!(view.size(), size);
+            prop_assert_eq!(tree_root(&view, size).unwrap(), root_from_leaf_hashes(&model));
+            for s in 1..=size {
+                prop_assert_eq!(tree_root(&view, s).unwrap(), root_from_leaf_hashes(&model[..s as usize]));
+            }
+            // Nothing beyond the size is left.
+            prop_assert!(tree.get(leaf_key(size)).unwrap().is_none());
+            prop_assert!(tree.get(node_key(0, size)).unwrap().is_none());
+        }
+
         /// The persisted tree against a simple model: the list of leaves.
         #[test]
         fn persisted_tree_matches_the_model(leaves in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 1..70)) {
