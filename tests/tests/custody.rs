@@ -288,3 +288,131 @@ fn an_origin_that_asks_its_holders_to_delete_or_overwrite_everything_gets_nothin
         assert_eq!(c.holders(0, r).len(), 2);
     }
 }
+
+#[test]
+fn a_peer_sending_forged_envelopes_or_altered_blobs_is_refused_and_logged() {
+    use archipel_proto::v1::BlobPut;
+    let c = TestCluster::start(3, ClusterOptions::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let f = random_file(tmp.path(), "arrete.pdf", 70_000);
+    let record = c.node(0).ingest(&[&f], "Arrêté", &[]);
+    let holders = c.wait_replicated(0, &record, 3);
+    let h = c.index_of(&holders[0]).unwrap();
+    let holder_id = c.id(h).to_string();
+    let rt = runtime();
+    let mut origin = rt.block_on(as_node(c.node(0), &holder_id, &c.peer_addr(0, h)));
+    let held = rt
+        .block_on(origin.list_held(ListHeldRequest {
+            after: String::new(),
+            limit: 10,
+        }))
+        .unwrap()
+        .into_inner()
+        .records;
+    let copy = held[0].copy.clone().unwrap();
+    let refusals_before = events(c.node(h))
+        .iter()
+        .filter(|e| e["type"] == "validation" && e["outcome"] == "failure")
+        .count();
+
+    // 1. An envelope whose signature does not verify.
+    let mut bad_sig = copy.clone();
+    let n = bad_sig.envelope.len();
+    bad_sig.envelope[n - 1] ^= 1;
+    let offer = rt
+        .block_on(origin.offer(RecordBatch {
+            records: vec![bad_sig],
+            verify_existing: false,
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(offer.refused.len(), 1);
+    assert!(
+        offer.refused[0].reason.contains("signature"),
+        "{:?}",
+        offer.refused
+    );
+
+    // 2. Another territory's record, sent by a node that is not its origin.
+    let mut other = rt.block_on(as_node(c.node(3 - h), &holder_id, &c.peer_addr(3 - h, h)));
+    let offer = rt
+        .block_on(other.offer(RecordBatch {
+            records: vec![copy.clone()],
+            verify_existing: false,
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(offer.refused.len(), 1);
+    assert!(
+        offer.refused[0].reason.contains("only its own records"),
+        "{:?}",
+        offer.refused
+    );
+
+    // 3. A new record, correctly signed, whose blob arrives altered.
+    let seed = std::fs::read_to_string(c.node(0).data.join("keys").join("node.key")).unwrap();
+    let key = archipel_node::identity::decode_seed(&seed, "node.key").unwrap();
+    let blob = b"ciphertext of a new record".to_vec();
+    let blob_id = *blake3::hash(&blob).as_bytes();
+    let env = Envelope::sign(
+        "01KAX7M3S1H4T6Q9W2Z8B5C0DE".into(),
+        c.id(0).to_string(),
+        1_700_000_000,
+        b"sealed manifest".to_vec(),
+        vec![blob_id],
+        &key,
+    );
+    let fresh = RecordCopy {
+        envelope: env.encode(),
+        key_envelope: copy.key_envelope.clone(),
+    };
+    let offer = rt
+        .block_on(origin.offer(RecordBatch {
+            records: vec![fresh.clone()],
+            verify_existing: false,
+        }))
+        .unwrap()
+        .into_inner();
+    assert!(offer.refused.is_empty(), "{offer:?}");
+    assert_eq!(offer.missing_blobs, vec![blob_id.to_vec()]);
+    let mut altered = blob.clone();
+    altered[0] ^= 0xff;
+    let put = |data: Vec<u8>, id: [u8; 32]| {
+        let mut origin = origin.clone();
+        rt.block_on(async move {
+            origin
+                .put_blobs(tokio_stream::iter(vec![BlobPut {
+                    blob_id: id.to_vec(),
+                    data,
+                }]))
+                .await
+        })
+    };
+    let err = put(altered, blob_id).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("BLAKE3"), "{}", err.message());
+    // A blob no offer asked for is refused too, even with matching bytes.
+    let stray = b"unrequested".to_vec();
+    let err = put(stray.clone(), *blake3::hash(&stray).as_bytes()).unwrap_err();
+    assert!(err.message().contains("not asked for"), "{}", err.message());
+    // Nothing was committed: the record's blob never arrived intact.
+    let commit = rt
+        .block_on(origin.commit(RecordBatch {
+            records: vec![fresh],
+            verify_existing: false,
+        }))
+        .unwrap()
+        .into_inner();
+    assert!(commit.receipts.is_empty());
+    assert!(commit.refused[0].reason.contains("not been received"));
+
+    // Every refusal is in the holder's audit log.
+    let refusals = events(c.node(h))
+        .iter()
+        .filter(|e| e["type"] == "validation" && e["outcome"] == "failure")
+        .count();
+    assert!(
+        refusals >= refusals_before + 4,
+        "{refusals_before} -> {refusals}"
+    );
+}
