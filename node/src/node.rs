@@ -157,6 +157,8 @@ impl Node {
         let tls = transport::server_config(&a.identity.signing_key, pinned.clone())
             .map_err(crate::federation::PeerError::from)?;
         let router = tonic::transport::Server::builder()
+            .initial_stream_window_size(transport::STREAM_WINDOW)
+            .initial_connection_window_size(transport::CONNECTION_WINDOW)
             // A peer removed at run time is refused on connections it already has open.
             .layer(transport::require_pinned(pinned))
             .add_service(

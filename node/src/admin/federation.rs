@@ -80,27 +80,51 @@ pub async fn report(archive: &Arc<Archive>) -> Result<FederationReportResponse, 
                 gone: a.custody.is_gone(&p.node_id, grace)?,
             });
         }
-        // One pass over the records: how many are complete, and what each peer still owes.
-        let (mut records, mut complete) = (0u64, 0u64);
-        for id in a.record_ids() {
-            let id = id?;
-            let Some(envelope) = a.store.envelope(&id)? else {
+        // One pass over the receipts (sorted by record): a record is complete when enough
+        // of its receipted holders still count, and a receipt naming an older envelope is
+        // pending at that holder. Cheap enough to poll: no placement is computed.
+        let counting: Vec<&str> = cands
+            .iter()
+            .filter(|c| !a.custody.is_gone(&c.node_id, grace).unwrap_or(true))
+            .map(|c| c.node_id.as_str())
+            .collect();
+        let wanted = a.config.federation.replication_factor.saturating_sub(1) as usize;
+        let records = a.store.record_count()?;
+        let mut complete = 0u64;
+        let mut current: Option<(String, [u8; 32], usize)> = None;
+        let close = |cur: &Option<(String, [u8; 32], usize)>, complete: &mut u64| {
+            if let Some((_, _, n)) = cur
+                && *n >= wanted
+            {
+                *complete += 1;
+            }
+        };
+        for h in a.custody.all()? {
+            let (record_id, holder) = h?;
+            if current.as_ref().is_none_or(|(r, _, _)| *r != record_id) {
+                close(&current, &mut complete);
+                let digest = a
+                    .store
+                    .envelope(&record_id)?
+                    .map(|e| *blake3::hash(&e).as_bytes())
+                    .unwrap_or_default();
+                current = Some((record_id.clone(), digest, 0));
+            }
+            if !counting.contains(&holder.as_str()) {
+                continue;
+            }
+            let Some((_, digest, n)) = current.as_mut() else {
                 continue;
             };
-            records += 1;
-            let digest = *blake3::hash(&envelope).as_bytes();
-            let plan = replicator::plan(&a, &cands, &id, &digest)?;
-            if plan.stale.is_empty()
-                && plan.new.is_empty()
-                && plan.holders.len() + 1 >= a.config.federation.replication_factor as usize
-            {
-                complete += 1;
+            if a.custody.receipted_digest(&holder, &record_id)?.as_ref() == Some(digest) {
+                *n += 1;
+            } else if let Some(acc) = accounts.iter_mut().find(|x| x.node_id == holder) {
+                acc.pending_records += 1;
             }
-            for t in plan.targets() {
-                if let Some(acc) = accounts.iter_mut().find(|x| &x.node_id == t) {
-                    acc.pending_records += 1;
-                }
-            }
+        }
+        close(&current, &mut complete);
+        if wanted == 0 {
+            complete = records;
         }
         Ok(FederationReportResponse {
             replication_factor: a.config.federation.replication_factor,

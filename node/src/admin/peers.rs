@@ -44,6 +44,8 @@ pub async fn add(archive: &Archive, e: PeerEntry) -> Result<PeerEntry, Error> {
     archive.peers.add(&peer)?;
     log_change(archive, &peer.node_id, "add").await?;
     tracing::info!(peer = %peer.node_id, address = %peer.address, territory = %peer.territory, "peer added");
+    // A new peer may be where missing copies go: look at every record now.
+    archive.replication.sweep();
     Ok(to_pb(&peer))
 }
 
@@ -51,6 +53,8 @@ pub async fn remove(archive: &Archive, node_id: &str) -> Result<(), Error> {
     let peer = archive.peers.remove(node_id)?;
     log_change(archive, &peer.node_id, "remove").await?;
     tracing::info!(peer = %peer.node_id, "peer removed");
+    // Its copies no longer count: place them elsewhere now.
+    archive.replication.sweep();
     Ok(())
 }
 

@@ -98,6 +98,22 @@ impl Custody {
             .collect()
     }
 
+    /// Every (record ID, holder node ID) with a receipt, sorted by record.
+    pub fn all(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(String, String), FederationError>> + '_, FederationError>
+    {
+        Ok(self.custody.iter().keys().map(|k| {
+            let k = k?;
+            // Node IDs are 32 characters: the record ID is what comes before.
+            let split = k.len().saturating_sub(32);
+            Ok((
+                String::from_utf8_lossy(&k[..split]).into_owned(),
+                String::from_utf8_lossy(&k[split..]).into_owned(),
+            ))
+        }))
+    }
+
     /// The envelope digest a holder's receipt names, if it has one.
     pub fn receipted_digest(
         &self,

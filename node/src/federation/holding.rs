@@ -43,8 +43,8 @@ const MAX_KEY_ENVELOPE: usize = 64 << 10;
 const MAX_ENVELOPE: usize = 16 << 20;
 /// Records per ListHeld page.
 const MAX_PAGE: u32 = 1000;
-/// Blobs asked for by an offer stay expected this long.
-const EXPECT_FOR: Duration = Duration::from_secs(3600);
+/// Envelope digests remembered as verified (about 3 MiB).
+const MAX_VERIFIED: usize = 100_000;
 
 /// Per-origin counters in `held_meta`: records, bytes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +101,9 @@ pub struct Holding {
     meta: sled::Tree,
     blob_dir: Option<PathBuf>,
     stores: Mutex<HashMap<String, Arc<dyn BlobStore>>>,
-    /// Blobs each origin's accepted offers asked for: nothing else is stored.
-    expected: Mutex<HashMap<String, (Instant, HashSet<BlobId>)>>,
+    /// Envelopes (by digest) whose origin signature was checked at offer, so that the
+    /// commit of the same batch does not check it again. Bounded; cleared when full.
+    verified: Mutex<HashSet<[u8; 32]>>,
     /// Recent refused deletions and overwrites, per origin, for the mass-change alert.
     suspicious: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
@@ -125,7 +126,7 @@ impl Holding {
             },
             db: db.clone(),
             stores: Mutex::new(HashMap::new()),
-            expected: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashSet::new()),
             suspicious: Mutex::new(HashMap::new()),
         })
     }
@@ -229,8 +230,21 @@ impl Holding {
                 envelope.origin, caller.node_id
             ));
         }
-        envelope.verify(&caller.key).map_err(|e| e.to_string())?;
         let digest = *blake3::hash(&copy.envelope).as_bytes();
+        let known = self
+            .verified
+            .lock()
+            .map(|v| v.contains(&digest))
+            .unwrap_or(false);
+        if !known {
+            envelope.verify(&caller.key).map_err(|e| e.to_string())?;
+            if let Ok(mut v) = self.verified.lock() {
+                if v.len() >= MAX_VERIFIED {
+                    v.clear();
+                }
+                v.insert(digest);
+            }
+        }
         if let Ok(Some(held)) = self.get(&caller.node_id, &envelope.record_id) {
             let old = Envelope::decode(&held.copy.unwrap_or_default().envelope)
                 .map_err(|e| format!("held copy unreadable: {e}"))?;
@@ -347,17 +361,16 @@ impl Holding {
         if overwrites > 0 {
             self.suspicious(archive, &caller.node_id, overwrites);
         }
-        let mut expected = self
-            .expected
-            .lock()
-            .map_err(|_| FederationError::Storage("expectations poisoned".into()))?;
-        let entry = expected
-            .entry(caller.node_id.clone())
-            .or_insert_with(|| (Instant::now(), HashSet::new()));
-        if entry.0.elapsed() > EXPECT_FOR {
-            *entry = (Instant::now(), HashSet::new());
+        // The staging marks of the blobs asked for are what PutBlobs accepts, and they are
+        // on disk before any of those blobs is written (one flush per batch, not per blob).
+        if !wanted.is_empty() {
+            let mut marks = sled::Batch::default();
+            for b in &wanted {
+                marks.insert(key(&caller.node_id, b), &[]);
+            }
+            self.staging.apply_batch(marks)?;
+            self.db.flush()?;
         }
-        entry.1.extend(wanted);
         Ok(answer)
     }
 
@@ -392,13 +405,7 @@ impl Holding {
                 "blob {hex_id}: its bytes do not match its BLAKE3 address"
             )));
         }
-        let asked = self
-            .expected
-            .lock()
-            .map_err(|_| FederationError::Storage("expectations poisoned".into()))?
-            .get(origin)
-            .is_some_and(|(_, set)| set.contains(&id));
-        if !asked {
+        if !self.staging.contains_key(key(origin, &id))? {
             self.log_rejection(archive, origin, &hex_id, "blob not asked for by an offer");
             return Err(FederationError::Refused(format!(
                 "blob {hex_id} was not asked for: offer its record first"
@@ -415,11 +422,6 @@ impl Holding {
             .store
             .ensure_room(put.data.len() as u64, archive.store.reserve, "a held blob")
             .map_err(|e| FederationError::Full(e.to_string()))?;
-        self.staging.insert(key(origin, &id), &[])?;
-        if store.outside_log(put.data.len()) {
-            // The staging mark is on disk before the blob file exists.
-            self.db.flush()?;
-        }
         store.put(&id, &put.data)?;
         // Counted in `held_meta` when a record commits it, in the same transaction: a count
         // kept apart from the staging mark could be lost by a kill.

@@ -35,6 +35,8 @@ pub struct ReplicationQueue {
     full: Mutex<HashMap<String, Instant>>,
     /// Holders caught with bad copies: their next offers re-check what they hold.
     suspects: Mutex<BTreeSet<String>>,
+    /// A full sweep is wanted at the next wake-up (a peer was added or removed).
+    sweep: std::sync::atomic::AtomicBool,
 }
 
 /// How long a holder that said it is full is left out of placement.
@@ -52,8 +54,9 @@ impl ReplicationQueue {
         self.wake.notify_one();
     }
 
-    /// Asks for a full sweep soon (after repair needs, a peer change).
-    pub fn wake(&self) {
+    /// Asks for a sweep of every record now (a peer change).
+    pub fn sweep(&self) {
+        self.sweep.store(true, std::sync::atomic::Ordering::SeqCst);
         self.wake.notify_one();
     }
 
@@ -217,13 +220,15 @@ impl Throttle {
     }
 }
 
-/// A record ready to send.
-#[derive(Debug, Clone)]
+/// A record ready to send (shared by the batches of its holders).
+#[derive(Debug)]
 struct Outgoing {
     record_id: String,
     copy: RecordCopy,
     digest: [u8; 32],
     blobs: Vec<BlobId>,
+    /// Stored bytes of its blobs.
+    size: u64,
 }
 
 /// Runs the job until `shutdown`.
@@ -235,7 +240,9 @@ pub async fn run(archive: Arc<Archive>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let full = tokio::select! {
             _ = tick.tick() => true,
-            _ = archive.replication.wake.notified() => false,
+            _ = archive.replication.wake.notified() => {
+                archive.replication.sweep.swap(false, std::sync::atomic::Ordering::SeqCst)
+            }
             _ = shutdown.changed() => return,
         };
         let ids = if full {
@@ -304,7 +311,7 @@ fn plan_batches(
     archive: &Archive,
     peers: &[Peer],
     ids: Option<Vec<String>>,
-) -> Result<Vec<(Peer, Vec<Outgoing>)>, FederationError> {
+) -> Result<Vec<(Peer, Vec<Arc<Outgoing>>)>, FederationError> {
     let cands = candidates(archive, peers)?;
     let ids: Box<dyn Iterator<Item = Result<String, FederationError>>> = match ids {
         Some(ids) => Box::new(ids.into_iter().map(Ok)),
@@ -314,7 +321,7 @@ fn plan_batches(
                 .map(|r| r.map_err(|e| FederationError::Storage(e.to_string()))),
         ),
     };
-    let mut per_peer: BTreeMap<String, Vec<Vec<Outgoing>>> = BTreeMap::new();
+    let mut per_peer: BTreeMap<String, Vec<(u64, Vec<Arc<Outgoing>>)>> = BTreeMap::new();
     let max_records = archive.config.federation.batch_records as usize;
     for id in ids {
         let id = id?;
@@ -331,7 +338,8 @@ fn plan_batches(
         };
         let env = Envelope::decode(&envelope)
             .map_err(|e| FederationError::Storage(format!("envelope of {id}: {e}")))?;
-        let out = Outgoing {
+        let size = archive.store.stored_size_of(&env.blobs)?;
+        let out = Arc::new(Outgoing {
             record_id: id.clone(),
             copy: RecordCopy {
                 envelope,
@@ -339,26 +347,39 @@ fn plan_batches(
             },
             digest,
             blobs: env.blobs,
-        };
+            size,
+        });
         for t in p.targets() {
             let batches = per_peer.entry(t.clone()).or_default();
-            let start_new = batches.last().is_none_or(|b| {
-                b.len() >= max_records
-                    || b.iter().map(|o| o.blobs.len() as u64).sum::<u64>() * (4 << 20)
-                        >= BATCH_BYTES
-            });
+            let start_new = batches
+                .last()
+                .is_none_or(|(bytes, b)| b.len() >= max_records || *bytes >= BATCH_BYTES);
             if start_new {
-                batches.push(Vec::new());
+                batches.push((0, Vec::new()));
             }
-            if let Some(b) = batches.last_mut() {
+            if let Some((bytes, b)) = batches.last_mut() {
+                *bytes += size;
                 b.push(out.clone());
             }
         }
     }
+    // Round robin over holders, so that every holder is served at once rather than one
+    // after the other.
+    let mut queues: Vec<(Peer, std::collections::VecDeque<Vec<Arc<Outgoing>>>)> = per_peer
+        .into_iter()
+        .filter_map(|(id, b)| {
+            peers
+                .iter()
+                .find(|p| p.node_id == id)
+                .map(|p| (p.clone(), b.into_iter().map(|(_, b)| b).collect()))
+        })
+        .collect();
     let mut out = Vec::new();
-    for (node_id, batches) in per_peer {
-        if let Some(peer) = peers.iter().find(|p| p.node_id == node_id) {
-            out.extend(batches.into_iter().map(|b| (peer.clone(), b)));
+    while queues.iter().any(|(_, q)| !q.is_empty()) {
+        for (peer, q) in &mut queues {
+            if let Some(b) = q.pop_front() {
+                out.push((peer.clone(), b));
+            }
         }
     }
     Ok(out)
@@ -413,7 +434,7 @@ pub fn peer_err(peer: &Peer, s: tonic::Status) -> FederationError {
 async fn send_batch(
     archive: &Arc<Archive>,
     peer: &Peer,
-    batch: Vec<Outgoing>,
+    batch: Vec<Arc<Outgoing>>,
     throttle: Option<Arc<Throttle>>,
 ) -> Result<usize, FederationError> {
     let result = send_batch_inner(archive, peer, batch, throttle).await;
@@ -432,7 +453,7 @@ async fn send_batch(
 async fn send_batch_inner(
     archive: &Arc<Archive>,
     peer: &Peer,
-    batch: Vec<Outgoing>,
+    batch: Vec<Arc<Outgoing>>,
     throttle: Option<Arc<Throttle>>,
 ) -> Result<usize, FederationError> {
     let mut client = archive
@@ -459,35 +480,31 @@ async fn send_batch_inner(
     }
     if !offer.missing_blobs.is_empty() {
         let (tx, rx) = tokio::sync::mpsc::channel::<BlobPut>(4);
+        // One blocking thread reads the blobs in turn and hands them over; `blocking_send`
+        // waits while the channel is full, which is the backpressure.
         let reader = {
             let archive = archive.clone();
             let missing = offer.missing_blobs.clone();
-            tokio::spawn(async move {
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
                 for id in missing {
                     let Ok(blob) = <BlobId>::try_from(id.as_slice()) else {
                         continue;
                     };
-                    let a = archive.clone();
-                    let data = tokio::task::spawn_blocking(move || a.store.blobs.get(&blob))
-                        .await
-                        .map_err(|e| FederationError::Storage(e.to_string()))??;
-                    let Some(data) = data else {
+                    let Some(data) = archive.store.blobs.get(&blob)? else {
                         return Err(FederationError::Storage(format!(
                             "blob {} is missing here; scrub will repair it",
                             hex::encode(blob)
                         )));
                     };
                     if let Some(t) = &throttle {
-                        t.take(data.len()).await;
+                        handle.block_on(t.take(data.len()));
                     }
-                    if tx
-                        .send(BlobPut {
-                            blob_id: blob.to_vec(),
-                            data,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    let put = BlobPut {
+                        blob_id: blob.to_vec(),
+                        data,
+                    };
+                    if tx.blocking_send(put).is_err() {
                         break;
                     }
                 }
@@ -523,7 +540,10 @@ async fn send_batch_inner(
     for r in &committed.refused {
         tracing::warn!(holder = %peer.node_id, record = %r.record_id, reason = %r.reason, "holder refused to commit a record");
     }
-    let by_id: HashMap<&str, &Outgoing> = batch.iter().map(|o| (o.record_id.as_str(), o)).collect();
+    let by_id: HashMap<&str, &Outgoing> = batch
+        .iter()
+        .map(|o| (o.record_id.as_str(), o.as_ref()))
+        .collect();
     let mut receipts = Vec::new();
     for signed in committed.receipts {
         let r = match Receipt::verify(&signed.text, &signed.signature, &key) {
@@ -554,7 +574,7 @@ async fn send_batch_inner(
             Outcome::Success,
             detail,
         )?;
-        let stored_bytes = archive.store.stored_size_of(&o.blobs)?;
+        let stored_bytes = o.size;
         receipts.push(NewReceipt {
             record_id: r.record_id.clone(),
             holder: peer.node_id.clone(),

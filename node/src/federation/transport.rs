@@ -57,6 +57,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// flood of stalled connections costs bounded memory.
 pub const MAX_PENDING_HANDSHAKES: usize = 256;
 
+/// HTTP/2 flow-control windows between peers (both sides set them).
+pub const STREAM_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+
 /// How long [`connect_peer`] waits for TCP and TLS before giving up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -554,7 +558,11 @@ pub async fn connect_peer(
         .map_err(|_| TransportError::InvalidNodeId(expected_node_id.to_string()))?;
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| invalid_address(error_chain(&e)))?
-        .connect_timeout(CONNECT_TIMEOUT);
+        .connect_timeout(CONNECT_TIMEOUT)
+        // Blobs are up to 4 MiB a message: HTTP/2's default 64 KiB window would make every
+        // blob wait for several window updates.
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW);
     match endpoint.uri().port_u16() {
         Some(_) if endpoint.uri().path() == "/" && endpoint.uri().query().is_none() => {}
         _ => return Err(invalid_address("expected HOST:PORT".to_string())),
