@@ -24,7 +24,11 @@ use archipel_proto::event::Outcome;
 use archipel_proto::manifest::{BlobId, Envelope, Manifest};
 use archipel_proto::v1::federation_client::FederationClient;
 use archipel_proto::v1::{FetchBlobRequest, FetchLogRequest, HeldRecord, ListHeldRequest};
+use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
+
+/// Records restored at the same time.
+const PARALLEL_RECORDS: usize = 8;
 use std::sync::Arc;
 use tonic::transport::Channel;
 
@@ -185,15 +189,16 @@ fn open_copy(archive: &Archive, held: &HeldRecord) -> Result<(Envelope, Manifest
 
 async fn fetch_blob(
     archive: &Arc<Archive>,
-    sources: &mut [Source],
+    sources: &[Source],
     first: usize,
     blob: &BlobId,
 ) -> Option<Vec<u8>> {
     let n = sources.len();
     for k in 0..n {
-        let s = &mut sources[(first + k) % n];
+        let s = &sources[(first + k) % n];
         let answer = s
             .client
+            .clone()
             .fetch_blob(FetchBlobRequest {
                 origin: archive.identity.node_id.clone(),
                 blob_id: blob.to_vec(),
@@ -210,14 +215,21 @@ async fn fetch_blob(
     None
 }
 
+/// What restoring one record brought back.
+#[derive(Debug, Default)]
+struct Restored {
+    bytes: u64,
+    blobs: u64,
+}
+
 /// Restores one record from `sources[from]`'s copy.
 async fn restore_record(
     archive: &Arc<Archive>,
-    sources: &mut [Source],
+    sources: &[Source],
     from: usize,
     held: HeldRecord,
-    report: &mut RestoreReport,
-) -> Result<(), String> {
+) -> Result<Restored, String> {
+    let mut done = Restored::default();
     let (env, manifest) = open_copy(archive, &held)?;
     let copy = held.copy.clone().unwrap_or_default();
     let session: [u8; 16] = rand::random();
@@ -225,6 +237,7 @@ async fn restore_record(
         record_id: env.record_id.clone(),
         envelope: copy.envelope.clone(),
         key_envelope: copy.key_envelope.clone(),
+        defer_flush: true,
         ..Default::default()
     };
     let mut seen = HashSet::new();
@@ -248,7 +261,7 @@ async fn restore_record(
             .map_err(|e| e.to_string())?;
         plan.staged.push(*b);
         plan.new_blob_bytes += len;
-        report.blobs_fetched += 1;
+        done.blobs += 1;
     }
     let keys = &archive.keys;
     let plain = manifest.encode();
@@ -275,14 +288,13 @@ async fn restore_record(
             plan.dedup_entries.push((dkey, sealed));
         }
     }
-    report.bytes += manifest.files.iter().map(|f| f.size).sum::<u64>();
+    done.bytes = manifest.files.iter().map(|f| f.size).sum::<u64>();
     archive
         .store
         .commit(&session, plan)
         .await
         .map_err(|e| e.to_string())?;
-    report.records += 1;
-    Ok(())
+    Ok(done)
 }
 
 /// Rebuilds this (freshly installed, empty) node from the peers at `addresses`.
@@ -325,6 +337,7 @@ pub async fn restore(
                 let s = &mut sources[from];
                 peer_key(archive, &s.peer, &mut s.client).await?
             };
+            let mut todo = Vec::new();
             for held in page.records {
                 let copy = held.copy.clone().unwrap_or_default();
                 let Ok(env) = Envelope::decode(&copy.envelope) else {
@@ -332,7 +345,6 @@ pub async fn restore(
                 };
                 after = env.record_id.clone();
                 announced.insert(env.record_id.clone(), ());
-                progress(report.records, announced.len() as u64);
                 // The holder's receipt: custody comes back with the records.
                 if let Some(r) = &held.receipt
                     && let Ok(parsed) = Receipt::verify(&r.text, &r.signature, &key)
@@ -349,20 +361,33 @@ pub async fn restore(
                         event: None,
                     });
                 }
-                if done.contains(&env.record_id) {
-                    continue;
+                if !done.contains(&env.record_id) {
+                    todo.push((env.record_id, held));
                 }
-                match restore_record(archive, &mut sources, from, held, &mut report).await {
-                    Ok(()) => {
-                        done.insert(env.record_id.clone());
+            }
+            // Several records at once: their blob fetches overlap, from every peer in turn.
+            let sources_ref = &sources;
+            let mut results = futures::stream::iter(todo.into_iter().enumerate().map(
+                |(i, (id, held))| async move {
+                    let first = (from + i) % sources_ref.len();
+                    (id, restore_record(archive, sources_ref, first, held).await)
+                },
+            ))
+            .buffer_unordered(PARALLEL_RECORDS);
+            while let Some((id, result)) = results.next().await {
+                match result {
+                    Ok(r) => {
+                        report.records += 1;
+                        report.bytes += r.bytes;
+                        report.blobs_fetched += r.blobs;
+                        done.insert(id);
                     }
                     Err(why) => {
-                        tracing::warn!(record = %env.record_id, peer = %peer.node_id, why, "copy refused");
-                        report
-                            .refused
-                            .push(format!("{} from {}: {why}", env.record_id, peer.node_id));
+                        tracing::warn!(record = %id, peer = %peer.node_id, why, "copy refused");
+                        report.refused.push(format!("{id} from {}: {why}", peer.node_id));
                     }
                 }
+                progress(report.records, announced.len() as u64);
             }
             if !page.more {
                 break;
@@ -383,6 +408,9 @@ pub async fn restore(
     tokio::task::spawn_blocking(move || a.custody.record(&a.log, &receipts))
         .await
         .map_err(storage)??;
+    // Commits deferred their flushes: make everything durable once.
+    archive.store.blobs.flush()?;
+    archive.store.flush().await?;
     // End to end: every record decrypts and matches its plaintext digests.
     let a = archive.clone();
     let ids: Vec<String> = done.iter().cloned().collect();

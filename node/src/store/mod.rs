@@ -103,6 +103,9 @@ pub struct CommitPlan {
     pub new_blob_bytes: u64,
     /// Audit events recording this change; appended in the same transaction.
     pub events: Vec<PendingEvent>,
+    /// Leave durability to the caller, who flushes once after many commits (restore into
+    /// a new data directory, which is simply run again after a crash).
+    pub defer_flush: bool,
 }
 
 /// Counters kept in the `meta` tree.
@@ -239,7 +242,7 @@ impl Store {
     /// Makes a record visible, whole, in one transaction; then flushes.
     pub async fn commit(&self, session: &[u8; 16], plan: CommitPlan) -> Result<(), StoreError> {
         // New blobs must be durable before a record that references them is.
-        if !plan.staged.is_empty() {
+        if !plan.staged.is_empty() && !plan.defer_flush {
             self.blobs.flush()?;
         }
         let trees = (
@@ -295,7 +298,9 @@ impl Store {
                 Ok(())
             },
         )?;
-        self.db.flush_async().await?;
+        if !plan.defer_flush {
+            self.db.flush_async().await?;
+        }
         Ok(())
     }
 
