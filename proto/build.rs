@@ -14,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Blob bytes are handed on without a copy (up to 4 MiB a message).
+        .bytes(".archipel.v1.BlobPut.data")
+        .bytes(".archipel.v1.FetchBlobResponse.data")
         .compile_fds(fds)?;
     Ok(())
 }

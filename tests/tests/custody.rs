@@ -383,7 +383,7 @@ fn a_peer_sending_forged_envelopes_or_altered_blobs_is_refused_and_logged() {
             origin
                 .put_blobs(tokio_stream::iter(vec![BlobPut {
                     blob_id: id.to_vec(),
-                    data,
+                    data: data.into(),
                 }]))
                 .await
         })

@@ -656,7 +656,9 @@ impl Holding {
             self.blobs_of(&request.origin)?.get(&id)?
         };
         match bytes {
-            Some(b) if blake3::hash(&b).as_bytes() == &id => Ok(FetchBlobResponse { data: b }),
+            Some(b) if blake3::hash(&b).as_bytes() == &id => {
+                Ok(FetchBlobResponse { data: b.into() })
+            }
             Some(_) => Err(FederationError::NotFound(format!(
                 "blob {} is corrupt here",
                 hex::encode(id)

@@ -37,6 +37,8 @@ pub struct ReplicationQueue {
     suspects: Mutex<BTreeSet<String>>,
     /// A full sweep is wanted at the next wake-up (a peer was added or removed).
     sweep: std::sync::atomic::AtomicBool,
+    /// (holder, record) pairs a running pass is sending.
+    in_flight: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// How long a holder that said it is full is left out of placement.
@@ -78,6 +80,27 @@ impl ReplicationQueue {
     fn cleared(&self, node_id: &str) {
         if let Ok(mut s) = self.suspects.lock() {
             s.remove(node_id);
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        self.sweep.load(std::sync::atomic::Ordering::SeqCst)
+            || self.pending.lock().map(|p| !p.is_empty()).unwrap_or(false)
+    }
+
+    /// Claims (holder, record) pairs for sending; returns false if another pass has them.
+    fn claim(&self, holder: &str, record: &str) -> bool {
+        self.in_flight
+            .lock()
+            .map(|mut f| f.insert((holder.to_string(), record.to_string())))
+            .unwrap_or(false)
+    }
+
+    fn release(&self, holder: &str, records: &[Arc<Outgoing>]) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            for o in records {
+                f.remove(&(holder.to_string(), o.record_id.clone()));
+            }
         }
     }
 
@@ -237,28 +260,59 @@ pub async fn run(archive: Arc<Archive>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let throttle = Throttle::new(archive.config.federation.bandwidth_limit_mib_s);
+    // Passes run side by side (a new peer or new records need not wait for a long
+    // transfer); a (holder, record) pair already in flight is left to the pass sending it.
+    let mut passes = tokio::task::JoinSet::new();
+    let q = &archive.replication;
     loop {
         let full = tokio::select! {
             _ = tick.tick() => true,
-            _ = archive.replication.wake.notified() => {
-                archive.replication.sweep.swap(false, std::sync::atomic::Ordering::SeqCst)
+            _ = q.wake.notified() => false,
+            // A pass ended: serve what waited for a free slot.
+            Some(_) = passes.join_next(), if !passes.is_empty() => {
+                if !q.has_work() {
+                    continue;
+                }
+                false
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                passes.abort_all();
+                return;
+            }
         };
-        let ids = if full {
-            archive.replication.drain();
-            None
-        } else {
-            Some(archive.replication.drain())
-        };
-        let pass = pass(&archive, ids, throttle.clone());
-        tokio::select! {
-            r = pass => if let Err(e) = r {
-                tracing::warn!(error = %e, "replication pass failed");
-            },
-            _ = shutdown.changed() => return,
+        if passes.len() >= MAX_PASSES {
+            if full {
+                q.sweep.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            continue;
         }
+        let full = full || q.sweep.swap(false, std::sync::atomic::Ordering::SeqCst);
+        start_pass(&archive, &mut passes, full, &throttle);
     }
+}
+
+/// Passes running at the same time at most.
+const MAX_PASSES: usize = 4;
+
+fn start_pass(
+    archive: &Arc<Archive>,
+    passes: &mut tokio::task::JoinSet<()>,
+    full: bool,
+    throttle: &Option<Arc<Throttle>>,
+) {
+    let ids = if full {
+        archive.replication.drain();
+        None
+    } else {
+        Some(archive.replication.drain())
+    };
+    let archive = archive.clone();
+    let throttle = throttle.clone();
+    passes.spawn(async move {
+        if let Err(e) = pass(&archive, ids, throttle).await {
+            tracing::warn!(error = %e, "replication pass failed");
+        }
+    });
 }
 
 /// One pass over `ids` (or every record when `None`).
@@ -285,9 +339,12 @@ pub async fn pass(
         let throttle = throttle.clone();
         async move {
             let n = batch.len();
-            match tokio::time::timeout(BATCH_TIMEOUT, send_batch(&archive, &peer, batch, throttle))
-                .await
-            {
+            let claimed = batch.clone();
+            let sent = tokio::time::timeout(BATCH_TIMEOUT, send_batch(&archive, &peer, batch, throttle))
+                .await;
+            // Released whatever happened (a timed-out send is dropped mid-way).
+            archive.replication.release(&peer.node_id, &claimed);
+            match sent {
                 Ok(Ok(done)) => done,
                 Ok(Err(e)) => {
                     tracing::warn!(holder = %peer.node_id, records = n, error = %e, "replication to holder failed");
@@ -350,6 +407,9 @@ fn plan_batches(
             size,
         });
         for t in p.targets() {
+            if !archive.replication.claim(t, &id) {
+                continue;
+            }
             let batches = per_peer.entry(t.clone()).or_default();
             let start_new = batches
                 .last()
@@ -465,6 +525,7 @@ async fn send_batch_inner(
             reason: e.to_string(),
         })?;
     let key = peer_key(archive, peer, &mut client).await?;
+    let started = Instant::now();
     let suspect = archive.replication.is_suspect(&peer.node_id);
     let records = RecordBatch {
         records: batch.iter().map(|o| o.copy.clone()).collect(),
@@ -502,7 +563,7 @@ async fn send_batch_inner(
                     }
                     let put = BlobPut {
                         blob_id: blob.to_vec(),
-                        data,
+                        data: data.into(),
                     };
                     if tx.blocking_send(put).is_err() {
                         break;
@@ -520,6 +581,7 @@ async fn send_batch_inner(
         put.map_err(|s| peer_err(peer, s))?;
         read?;
     }
+    let sent_at = started.elapsed();
     let refused: BTreeSet<&str> = offer.refused.iter().map(|r| r.record_id.as_str()).collect();
     let to_commit = RecordBatch {
         records: batch
@@ -594,5 +656,13 @@ async fn send_batch_inner(
         .await
         .map_err(|e| FederationError::Storage(e.to_string()))??;
     archive.store.flush().await?;
+    tracing::info!(
+        holder = %peer.node_id,
+        records = n,
+        blobs = offer.missing_blobs.len(),
+        send_ms = sent_at.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "batch receipted"
+    );
     Ok(n)
 }

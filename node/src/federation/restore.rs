@@ -207,7 +207,7 @@ async fn fetch_blob(
         if let Ok(a) = answer {
             let data = a.into_inner().data;
             if blake3::hash(&data).as_bytes() == blob {
-                return Some(data);
+                return Some(data.into());
             }
             tracing::warn!(peer = %s.peer.node_id, blob = %hex::encode(blob), "peer sent an altered blob");
         }
@@ -384,7 +384,9 @@ pub async fn restore(
                     }
                     Err(why) => {
                         tracing::warn!(record = %id, peer = %peer.node_id, why, "copy refused");
-                        report.refused.push(format!("{id} from {}: {why}", peer.node_id));
+                        report
+                            .refused
+                            .push(format!("{id} from {}: {why}", peer.node_id));
                     }
                 }
                 progress(report.records, announced.len() as u64);

@@ -51,7 +51,7 @@ async fn fetch_from(
         let Ok(answer) = answer else { continue };
         let data = answer.into_inner().data;
         if blake3::hash(&data).as_bytes() == blob {
-            return Some(data);
+            return Some(data.into());
         }
         // A peer that serves bytes not matching the address is lying or broken: say so.
         tracing::warn!(peer = %peer.node_id, blob = %hex::encode(blob), "peer sent an altered blob");
