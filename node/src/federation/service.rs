@@ -47,6 +47,9 @@ impl FederationService {
 
 type Answer<T> = Result<Response<T>, Status>;
 
+/// Blobs of one stream hashed and written at the same time at most.
+const PARALLEL_BLOB_WRITES: usize = 4;
+
 /// The one mapping to `Status` goes through the crate's `Error`.
 fn status(e: impl Into<crate::error::Error>) -> Status {
     e.into().into()
@@ -91,15 +94,28 @@ impl Federation for FederationService {
         let caller = Caller::of(&request)?;
         let mut stream = request.into_inner();
         let mut total = PutBlobsResponse::default();
-        while let Some(put) = stream.message().await? {
-            let a = self.archive.clone();
-            let c = caller.clone();
-            let one = blocking(move || a.holding.put_blob(&a, &c, put).map_err(status))
-                .await?
-                .into_inner();
+        // A few blobs are written at once (hashing and writing overlap with receiving the
+        // next ones); memory stays bounded by this number of blobs.
+        let mut writing = tokio::task::JoinSet::new();
+        let mut add = |r: Result<Result<PutBlobsResponse, Status>, tokio::task::JoinError>| {
+            let one = r.map_err(|e| Status::internal(format!("worker thread: {e}")))??;
             total.stored += one.stored;
             total.stored_bytes += one.stored_bytes;
             total.already_held += one.already_held;
+            Ok::<_, Status>(())
+        };
+        while let Some(put) = stream.message().await? {
+            if writing.len() >= PARALLEL_BLOB_WRITES
+                && let Some(r) = writing.join_next().await
+            {
+                add(r)?;
+            }
+            let a = self.archive.clone();
+            let c = caller.clone();
+            writing.spawn_blocking(move || a.holding.put_blob(&a, &c, put).map_err(status));
+        }
+        while let Some(r) = writing.join_next().await {
+            add(r)?;
         }
         Ok(Response::new(total))
     }
