@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod federation;
 pub mod fixity;
+pub mod gateway;
 pub mod identity;
 pub mod ingest;
 pub mod keys;

@@ -1,0 +1,7 @@
+//! (being built)
+
+use super::State;
+
+pub fn routes() -> axum::Router<State> {
+    axum::Router::new()
+}
