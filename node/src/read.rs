@@ -125,7 +125,17 @@ pub fn open_file(
     file: &FileEntry,
     record: &str,
 ) -> Result<age::stream::StreamReader<BufReader<BlobSource>>> {
-    let source = BlobSource::new(archive.store.blobs.clone(), file, record);
+    open_file_from(archive.store.blobs.clone(), file, record)
+}
+
+/// [`open_file`] over any blob store (a holder reads a released record from the origin's
+/// namespace).
+pub fn open_file_from(
+    blobs: std::sync::Arc<dyn crate::store::BlobStore>,
+    file: &FileEntry,
+    record: &str,
+) -> Result<age::stream::StreamReader<BufReader<BlobSource>>> {
+    let source = BlobSource::new(blobs, file, record);
     let key = parse_identity(&file.file_key, "file key")?;
     let dec = age::Decryptor::new_buffered(BufReader::with_capacity(256 * 1024, source)).map_err(
         |e| StoreError::DigestMismatch {
@@ -153,6 +163,27 @@ pub fn read_range(
     offset: u64,
     length: u64,
     chunk: usize,
+    sink: impl FnMut(Vec<u8>) -> bool,
+) -> Result<()> {
+    read_range_from(
+        archive.store.blobs.clone(),
+        file,
+        record,
+        offset,
+        length,
+        chunk,
+        sink,
+    )
+}
+
+/// [`read_range`] over any blob store.
+pub fn read_range_from(
+    blobs: std::sync::Arc<dyn crate::store::BlobStore>,
+    file: &FileEntry,
+    record: &str,
+    offset: u64,
+    length: u64,
+    chunk: usize,
     mut sink: impl FnMut(Vec<u8>) -> bool,
 ) -> Result<()> {
     if offset > file.size || length > file.size - offset {
@@ -164,7 +195,7 @@ pub fn read_range(
         .into());
     }
     let whole = offset == 0 && length == file.size;
-    let mut r = open_file(archive, file, record)?;
+    let mut r = open_file_from(blobs, file, record)?;
     if offset > 0 {
         r.seek(SeekFrom::Start(offset))
             .map_err(|e| io_to_error(e, record, &file.name))?;

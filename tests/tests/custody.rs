@@ -416,3 +416,51 @@ fn a_peer_sending_forged_envelopes_or_altered_blobs_is_refused_and_logged() {
         "{refusals_before} -> {refusals}"
     );
 }
+
+#[test]
+fn only_communicable_records_have_their_keys_released_to_holders() {
+    let mut c = TestCluster::start(3, ClusterOptions::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let open = random_file(tmp.path(), "deliberation-1998.pdf", 40_000);
+    let closed = random_file(tmp.path(), "etat-civil-2020.pdf", 40_000);
+    let open_id = c.node(0).ingest(
+        &[&open],
+        "Registre des délibérations 1998",
+        &["--communicability", "immediate"],
+    );
+    let closed_id = c.node(0).ingest(
+        &[&closed],
+        "Actes de naissance 2020",
+        &["--communicability", "l213-2-4", "--date", "2020-03-01"],
+    );
+    c.wait_replicated(0, &open_id, 3);
+    let holders = c.wait_replicated(0, &closed_id, 3);
+    let h = c.index_of(&holders[0]).unwrap();
+    let to_h = format!("release-{}", c.id(h));
+    c.wait_until(WAIT, "the origin to log the release to the holder", |c| {
+        events(c.node(0)).iter().any(|e| {
+            e["type"] == "dissemination"
+                && e["object"] == open_id.as_str()
+                && e["agent_actor"] == to_h.as_str()
+        })
+    });
+    assert!(
+        !events(c.node(0))
+            .iter()
+            .any(|e| e["type"] == "dissemination" && e["object"] == closed_id.as_str()),
+        "a record under a 75-year delay is never released"
+    );
+    // At a holder: exactly the communicable record's key, and it opens the held copy.
+    c.stop(h);
+    let db = sled::Config::new()
+        .path(c.node(h).data.join("db"))
+        .open()
+        .unwrap();
+    let released = db.open_tree("held_releases").unwrap();
+    let keys: Vec<String> = released
+        .iter()
+        .keys()
+        .map(|k| String::from_utf8_lossy(&k.unwrap()[32..]).into_owned())
+        .collect();
+    assert_eq!(keys, vec![open_id.clone()]);
+}

@@ -14,6 +14,7 @@
 //! - `challenge`: proofs of storage;
 //! - `scrub`: re-reading what is held, and repair from the other copies;
 //! - `witness`: C2SP tlog-witness for peers' logs, and log replication;
+//! - `release`: keys of communicable records sent to their holders, for peer gateways;
 //! - `restore`: rebuilding a wiped node from its peers with its recovery kit.
 
 pub mod challenge;
@@ -22,6 +23,7 @@ pub mod holding;
 pub mod peers;
 pub mod placement;
 pub mod reconcile;
+pub mod release;
 pub mod replicator;
 pub mod restore;
 pub mod scrub;

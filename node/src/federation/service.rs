@@ -200,6 +200,13 @@ impl Federation for FederationService {
         .await
     }
 
+    async fn release(&self, request: Request<ReleaseRequest>) -> Answer<ReleaseResponse> {
+        let caller = Caller::of(&request)?;
+        let a = self.archive.clone();
+        blocking(move || super::release::accept(&a, &caller, request.into_inner()).map_err(status))
+            .await
+    }
+
     async fn add_checkpoint(
         &self,
         request: Request<AddCheckpointRequest>,

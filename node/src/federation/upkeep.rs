@@ -110,6 +110,7 @@ pub async fn run(archive: Arc<Archive>, mut shutdown: watch::Receiver<bool>) {
     let mut ch = every(f.challenge_interval_secs);
     let mut sc = every(f.scrub_interval_secs);
     let mut wi = every(f.witness_interval_secs);
+    let mut rl = every(f.replication_interval_secs);
     loop {
         let job = async {
             tokio::select! {
@@ -118,6 +119,13 @@ pub async fn run(archive: Arc<Archive>, mut shutdown: watch::Receiver<bool>) {
                     super::challenge::challenge_all(&archive).await;
                 }
                 _ = sc.tick() => scrub(&archive).await,
+                _ = rl.tick() => {
+                    match super::release::release_all(&archive).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(records = n, "communicable records released to their holders"),
+                        Err(e) => tracing::warn!(error = %e, "releasing communicable records failed"),
+                    }
+                }
                 _ = wi.tick() => {
                                     if let Err(e) = super::witness::collect_cosignatures(&archive).await {
                         tracing::warn!(error = %e, "collecting cosignatures failed");
