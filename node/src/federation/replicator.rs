@@ -243,6 +243,9 @@ impl Throttle {
     }
 }
 
+/// Records sent to one holder together.
+type Batch = Vec<Arc<Outgoing>>;
+
 /// A record ready to send (shared by the batches of its holders).
 #[derive(Debug)]
 struct Outgoing {
@@ -368,7 +371,7 @@ fn plan_batches(
     archive: &Archive,
     peers: &[Peer],
     ids: Option<Vec<String>>,
-) -> Result<Vec<(Peer, Vec<Arc<Outgoing>>)>, FederationError> {
+) -> Result<Vec<(Peer, Batch)>, FederationError> {
     let cands = candidates(archive, peers)?;
     let ids: Box<dyn Iterator<Item = Result<String, FederationError>>> = match ids {
         Some(ids) => Box::new(ids.into_iter().map(Ok)),
@@ -378,7 +381,8 @@ fn plan_batches(
                 .map(|r| r.map_err(|e| FederationError::Storage(e.to_string()))),
         ),
     };
-    let mut per_peer: BTreeMap<String, Vec<(u64, Vec<Arc<Outgoing>>)>> = BTreeMap::new();
+    // Per holder: batches with their stored bytes.
+    let mut per_peer: BTreeMap<String, Vec<(u64, Batch)>> = BTreeMap::new();
     let max_records = archive.config.federation.batch_records as usize;
     for id in ids {
         let id = id?;
@@ -425,7 +429,7 @@ fn plan_batches(
     }
     // Round robin over holders, so that every holder is served at once rather than one
     // after the other.
-    let mut queues: Vec<(Peer, std::collections::VecDeque<Vec<Arc<Outgoing>>>)> = per_peer
+    let mut queues: Vec<(Peer, std::collections::VecDeque<Batch>)> = per_peer
         .into_iter()
         .filter_map(|(id, b)| {
             peers
