@@ -146,6 +146,7 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
         Command::Log(cmd) => crate::log::run(&node, json_out, cmd).await,
         Command::Peer(cmd) => crate::peer::run(&node, json_out, cmd).await,
         Command::Federation => crate::federation::report(&node, json_out).await,
+        Command::Demo(args) => crate::demo::run(args).await,
         Command::Status { record: Some(r) } => {
             crate::federation::record_status(&node, json_out, &r).await
         }
@@ -169,6 +170,9 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
                 println!("age key    {}", s.territory_recipient);
                 println!("audit log  {} ({} entries)", s.log_origin, s.log_size);
                 println!("log key    {}", s.log_vkey);
+                if !s.gateway_url.is_empty() {
+                    println!("gateway    {}", s.gateway_url);
+                }
                 for r in &s.recovery_recipients {
                     println!("recovery   {r}");
                 }

@@ -3,6 +3,7 @@
 
 mod commands;
 mod connect;
+mod demo;
 mod federation;
 mod log;
 mod metadata;
@@ -100,6 +101,8 @@ enum Command {
     Status { record: Option<String> },
     /// Per peer: what each territory keeps for the others (reciprocity), against offers.
     Federation,
+    /// Start a three-territory federation on loopback with sample records, to try things.
+    Demo(demo::DemoArgs),
     /// The other territories' nodes this node trusts.
     #[command(subcommand)]
     Peer(peer::PeerCommand),

@@ -132,6 +132,7 @@ pub fn status_json(s: &NodeInfoResponse) -> Value {
         "log_vkey": s.log_vkey,
         "log_size": s.log_size,
         "peer_address": s.peer_address,
+        "gateway_url": s.gateway_url,
     })
 }
 
