@@ -29,6 +29,9 @@ pub struct Archive {
     /// The last manifest opened: reading a record of many files one by one would otherwise
     /// decrypt and decode its whole manifest once per file.
     pub recent: std::sync::Mutex<Option<std::sync::Arc<Manifest>>>,
+    /// The citizen gateway's base URL once its listener is bound (`status --json`:
+    /// `gateway_url`); unset when the gateway is off.
+    pub gateway_url: std::sync::OnceLock<String>,
 }
 
 /// Filters of `list`; empty fields match everything.

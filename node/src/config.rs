@@ -56,6 +56,15 @@ pub struct Config {
     /// An RFC 3161 time-stamping authority (`http://host:port/path`); when set, every
     /// signed checkpoint is also timestamped by it.
     pub tsa_url: Option<String>,
+    /// HOST:PORT of the citizen gateway (read-only HTTP server of communicable records);
+    /// unset: no gateway. A bare `:PORT` (or `PORT`) listens on loopback (127.0.0.1).
+    pub gateway_listen: Option<String>,
+    /// PEM certificate chain of the gateway: with `gateway_tls_key`, the gateway serves
+    /// HTTPS (TLS 1.3, rustls); without both, plain HTTP (meant for loopback, behind a
+    /// reverse proxy).
+    pub gateway_tls_cert: Option<PathBuf>,
+    /// PEM private key of `gateway_tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub gateway_tls_key: Option<PathBuf>,
     /// How this node takes part in the federation (the `[federation]` table).
     pub federation: FederationConfig,
 }
@@ -179,6 +188,9 @@ impl Default for Config {
             checkpoint_interval_secs: 60,
             tsa_url: None,
             peer_listen: None,
+            gateway_listen: None,
+            gateway_tls_cert: None,
+            gateway_tls_key: None,
             federation: FederationConfig::default(),
         }
     }
@@ -237,6 +249,19 @@ impl Config {
         if self.max_record_gib == 0 {
             problems.push("max_record_gib: must be at least 1".to_string());
         }
+        if let Some(address) = &self.gateway_listen
+            && gateway_address(address).is_none()
+        {
+            problems.push(format!(
+                "gateway_listen = {address:?}: must be HOST:PORT (e.g. \"127.0.0.1:8080\") or :PORT for loopback"
+            ));
+        }
+        if self.gateway_tls_cert.is_some() != self.gateway_tls_key.is_some() {
+            problems.push(
+                "gateway_tls_cert and gateway_tls_key: set both (HTTPS) or neither (plain HTTP)"
+                    .to_string(),
+            );
+        }
         self.federation.problems(&mut problems);
         if problems.is_empty() {
             Ok(())
@@ -254,6 +279,26 @@ impl Config {
     pub fn blob_size(&self) -> usize {
         self.blob_size_kib as usize * 1024
     }
+
+    /// The address the gateway binds, when it is switched on (see [`gateway_address`]).
+    pub fn gateway_bind_address(&self) -> Option<String> {
+        self.gateway_listen.as_deref().and_then(gateway_address)
+    }
+}
+
+/// `HOST:PORT` as given, or `127.0.0.1:PORT` for `:PORT` and `PORT`: a gateway switched on
+/// without a host stays on loopback, so plain HTTP is never exposed by accident.
+pub fn gateway_address(listen: &str) -> Option<String> {
+    let listen = listen.trim();
+    let port_only = listen.strip_prefix(':').unwrap_or(listen);
+    if port_only.parse::<u16>().is_ok() {
+        return Some(format!("127.0.0.1:{port_only}"));
+    }
+    let (host, port) = listen.rsplit_once(':')?;
+    if host.is_empty() || port.parse::<u16>().is_err() || host.chars().any(char::is_whitespace) {
+        return None;
+    }
+    Some(listen.to_string())
 }
 
 #[cfg(test)]
@@ -286,6 +331,28 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.cache_capacity_mib, Config::default().cache_capacity_mib);
         assert_eq!(c.blob_size_kib, Config::default().blob_size_kib);
+    }
+
+    #[test]
+    fn gateway_listen_defaults_to_loopback_and_tls_needs_both_files() {
+        assert_eq!(gateway_address(":8080").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(gateway_address("8080").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(
+            gateway_address("0.0.0.0:443").as_deref(),
+            Some("0.0.0.0:443")
+        );
+        assert_eq!(gateway_address("[::1]:80").as_deref(), Some("[::1]:80"));
+        assert_eq!(gateway_address("host"), None);
+        assert_eq!(gateway_address("host:99999"), None);
+        let c = Config {
+            gateway_listen: Some("nowhere".into()),
+            gateway_tls_cert: Some("cert.pem".into()),
+            ..Default::default()
+        };
+        let ConfigError::Invalid(p) = c.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(p.len(), 2, "{p:?}");
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub enum Error {
     Witness(#[from] crate::federation::witness::WitnessError),
     #[error(transparent)]
     Reconcile(#[from] crate::federation::reconcile::ReconcileError),
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("I/O error on {path}: {source}")]
@@ -107,9 +109,107 @@ impl From<Error> for tonic::Status {
             // Their modules say which code fits each of their variants.
             Error::Witness(w) => Status::new(w.code(), msg),
             Error::Reconcile(r) => Status::new(r.code(), msg),
-            Error::Keys(_) | Error::Identity(_) | Error::Config(_) | Error::Io { .. } => {
-                Status::internal(msg)
-            }
+            Error::Keys(_)
+            | Error::Identity(_)
+            | Error::Config(_)
+            | Error::Io { .. }
+            | Error::Gateway(_) => Status::internal(msg),
+        }
+    }
+}
+
+impl Error {
+    /// The HTTP status of this error on the citizen gateway: the one mapping to HTTP.
+    ///
+    /// What a citizen may not see is `404` whether it exists or not; a record whose
+    /// metadata is public but whose content is not communicable yet is `403`; damage inside
+    /// the archive is the server's fault (`500`), never the reader's.
+    pub fn http_status(&self) -> axum::http::StatusCode {
+        use crate::gateway::GatewayError as G;
+        use axum::http::StatusCode as S;
+        match self {
+            Error::Gateway(g) => match g {
+                G::NotFound => S::NOT_FOUND,
+                G::NotCommunicable { .. } => S::FORBIDDEN,
+                G::BadRequest(_) => S::BAD_REQUEST,
+                G::RangeNotSatisfiable { .. } => S::RANGE_NOT_SATISFIABLE,
+                G::NotYetCertified(_) | G::Busy => S::SERVICE_UNAVAILABLE,
+                G::Tls(_) | G::Worker(_) => S::INTERNAL_SERVER_ERROR,
+            },
+            Error::Validation(_) | Error::Protocol(_) => S::BAD_REQUEST,
+            Error::Store(s) => match s {
+                StoreError::NotFound(_) | StoreError::FileNotFound { .. } => S::NOT_FOUND,
+                StoreError::AmbiguousFile(_) => S::BAD_REQUEST,
+                StoreError::Range { .. } => S::RANGE_NOT_SATISFIABLE,
+                _ => S::INTERNAL_SERVER_ERROR,
+            },
+            Error::Log(LogError::NoRecord(_)) => S::NOT_FOUND,
+            Error::Log(LogError::NotSigned(_) | LogError::Empty) => S::SERVICE_UNAVAILABLE,
+            _ => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::GatewayError as G;
+    use axum::http::StatusCode as S;
+
+    #[test]
+    fn http_mapping() {
+        let cases: Vec<(Error, S)> = vec![
+            (G::NotFound.into(), S::NOT_FOUND),
+            (
+                G::NotCommunicable {
+                    record: "r".into(),
+                    opens: None,
+                }
+                .into(),
+                S::FORBIDDEN,
+            ),
+            (G::BadRequest("x".into()).into(), S::BAD_REQUEST),
+            (
+                G::RangeNotSatisfiable { size: 3 }.into(),
+                S::RANGE_NOT_SATISFIABLE,
+            ),
+            (
+                G::NotYetCertified("r".into()).into(),
+                S::SERVICE_UNAVAILABLE,
+            ),
+            (G::Busy.into(), S::SERVICE_UNAVAILABLE),
+            (StoreError::NotFound("r".into()).into(), S::NOT_FOUND),
+            (
+                StoreError::FileNotFound {
+                    record: "r".into(),
+                    name: "f".into(),
+                }
+                .into(),
+                S::NOT_FOUND,
+            ),
+            (
+                StoreError::Range {
+                    offset: 5,
+                    length: 1,
+                    size: 2,
+                }
+                .into(),
+                S::RANGE_NOT_SATISFIABLE,
+            ),
+            (
+                StoreError::Corrupt {
+                    record: "r".into(),
+                    blob: "b".into(),
+                }
+                .into(),
+                S::INTERNAL_SERVER_ERROR,
+            ),
+            (LogError::NoRecord("r".into()).into(), S::NOT_FOUND),
+            (LogError::NotSigned(3).into(), S::SERVICE_UNAVAILABLE),
+            (Error::Protocol("x".into()), S::BAD_REQUEST),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.http_status(), want, "{e}");
         }
     }
 }

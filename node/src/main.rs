@@ -37,6 +37,10 @@ enum Command {
         /// copy of each record outside it. Written to <data>/archipel.toml.
         #[arg(long)]
         zone: Option<String>,
+        /// HOST:PORT (or :PORT for loopback) where the citizen gateway serves communicable
+        /// records over HTTP; written to <data>/archipel.toml as `gateway_listen`.
+        #[arg(long)]
+        gateway_listen: Option<String>,
         /// Recreate the node from a recovery kit instead of creating new keys.
         #[arg(long, conflicts_with_all = ["recovery_recipients"])]
         kit: Option<PathBuf>,
@@ -160,12 +164,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let node = Node::open(cfg)?;
     let listener = node.bind_admin()?;
     let peer_listener = node.bind_peers().await?;
+    let gateway_listener = node.bind_gateway().await?;
     let a = &node.archive;
     tracing::info!(
         node_id = %a.identity.node_id,
         territory = %a.identity.territory,
         admin = %a.config.admin_socket_path().display(),
         peers = ?a.config.peer_listen,
+        gateway = ?a.gateway_url.get(),
         records = a.store.record_count().unwrap_or(0),
         "archipel-node serving"
     );
@@ -186,13 +192,20 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             None => Ok(()),
         }
     };
+    let gateway = async {
+        match gateway_listener {
+            Some(l) => node.serve_gateway(l, wait(stopped.clone())).await,
+            None => Ok(()),
+        }
+    };
     let signal = async {
         shutdown_signal().await;
         let _ = stop.send(true);
     };
-    let (served, peers_served, ()) = tokio::join!(admin, peers, signal);
+    let (served, peers_served, gateway_served, ()) = tokio::join!(admin, peers, gateway, signal);
     served?;
     peers_served?;
+    gateway_served?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
@@ -314,13 +327,18 @@ fn write_init_config(
     data: &std::path::Path,
     peer_listen: Option<&str>,
     zone: Option<&str>,
+    gateway_listen: Option<&str>,
 ) -> anyhow::Result<()> {
-    if peer_listen.is_none() && zone.is_none() {
+    if peer_listen.is_none() && zone.is_none() && gateway_listen.is_none() {
         return Ok(());
     }
     let mut text = String::new();
     if let Some(address) = peer_listen {
         text.push_str(&format!("peer_listen = {address:?}\n"));
+    }
+    // Top-level keys before the [federation] table, or TOML would put them inside it.
+    if let Some(address) = gateway_listen {
+        text.push_str(&format!("gateway_listen = {address:?}\n"));
     }
     if let Some(zone) = zone {
         text.push_str(&format!("\n[federation]\nzone = {zone:?}\n"));
@@ -342,7 +360,14 @@ fn main() -> anyhow::Result<()> {
             kit,
             peer_listen,
             zone,
+            gateway_listen,
         } => {
+            // Checked before anything is created, so a typo leaves no half-made node.
+            if let Some(address) = &gateway_listen
+                && archipel_node::config::gateway_address(address).is_none()
+            {
+                bail!("--gateway-listen {address:?}: give HOST:PORT, or :PORT for loopback");
+            }
             let id = match kit {
                 Some(kit) => {
                     let sealed = std::fs::read(&kit)
@@ -353,7 +378,12 @@ fn main() -> anyhow::Result<()> {
                 }
                 None => init(&data, &territory, &recovery_recipients)?,
             };
-            write_init_config(&data, peer_listen.as_deref(), zone.as_deref())?;
+            write_init_config(
+                &data,
+                peer_listen.as_deref(),
+                zone.as_deref(),
+                gateway_listen.as_deref(),
+            )?;
             println!("{id}");
             Ok(())
         }
@@ -383,7 +413,7 @@ fn main() -> anyhow::Result<()> {
                 std::fs::read(&kit).with_context(|| format!("cannot read {}", kit.display()))?;
             let kit = RecoveryKit::open(&sealed, &passphrase(false)?)?;
             kit.install(&data)?;
-            write_init_config(&data, peer_listen.as_deref(), zone.as_deref())?;
+            write_init_config(&data, peer_listen.as_deref(), zone.as_deref(), None)?;
             let cfg = load_config(Some(data.clone()), None)?;
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

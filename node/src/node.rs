@@ -107,6 +107,7 @@ impl Node {
                 witness,
                 replication: Default::default(),
                 recent: std::sync::Mutex::new(None),
+                gateway_url: std::sync::OnceLock::new(),
             }),
             _lock: lock,
         })
@@ -169,6 +170,34 @@ impl Node {
         transport::serve_peers(listener, tls, router, shutdown)
             .await
             .map_err(|e| Error::Peer(e.into()))
+    }
+
+    /// Binds the citizen gateway's listener when `gateway_listen` is configured, and loads
+    /// its TLS certificate when one is configured (so a bad certificate stops the start).
+    pub async fn bind_gateway(&self) -> Result<Option<crate::gateway::server::Bound>> {
+        let cfg = &self.archive.config;
+        let Some(address) = cfg.gateway_bind_address() else {
+            return Ok(None);
+        };
+        let bound = crate::gateway::server::bind(
+            &address,
+            cfg.gateway_tls_cert.as_deref(),
+            cfg.gateway_tls_key.as_deref(),
+        )
+        .await?;
+        let _ = self.archive.gateway_url.set(bound.url.clone());
+        Ok(Some(bound))
+    }
+
+    /// Serves the citizen gateway (read-only HTTP or HTTPS) until `shutdown`; downloads
+    /// still running then get a few seconds to finish.
+    pub async fn serve_gateway(
+        &self,
+        bound: crate::gateway::server::Bound,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let router = crate::gateway::router(self.archive.clone());
+        crate::gateway::server::serve(bound, router, shutdown).await
     }
 
     /// Serves the admin API until `shutdown` completes; in-flight calls finish first.

@@ -433,6 +433,7 @@ impl ArchiveApi for AdminService {
             log_vkey: a.log.vkey(),
             log_size: a.log.view().map_err(Error::from)?.size(),
             peer_address: a.config.peer_listen.clone().unwrap_or_default(),
+            gateway_url: a.gateway_url.get().cloned().unwrap_or_default(),
         }))
     }
 }

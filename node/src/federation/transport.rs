@@ -125,7 +125,7 @@ fn check_node_id(s: &str) -> Result<(), TransportError> {
 }
 
 /// The one crypto provider of the node (aws-lc-rs).
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 

@@ -133,6 +133,9 @@ pub struct Store {
     log: sled::Tree,
     db_path: std::path::PathBuf,
     pub reserve: u64,
+    /// Bumped after every change of a record (commit, metadata replacement): readers that
+    /// keep derived views (the gateway's search index) rebuild them when it moves.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -165,6 +168,7 @@ impl Store {
             log: db.open_tree("log")?,
             db_path: path.to_path_buf(),
             reserve,
+            generation: Default::default(),
             blobs,
             db,
         };
@@ -298,6 +302,7 @@ impl Store {
                 Ok(())
             },
         )?;
+        self.bump_generation();
         if !plan.defer_flush {
             self.db.flush_async().await?;
         }
@@ -346,6 +351,7 @@ impl Store {
             }
             Ok(())
         })?;
+        self.bump_generation();
         self.db.flush_async().await?;
         Ok(())
     }
@@ -357,6 +363,17 @@ impl Store {
             total += self.blobs.size(b)?.unwrap_or(0);
         }
         Ok(total)
+    }
+
+    /// A counter that changes whenever a record is added or its metadata replaced (in this
+    /// process; it starts at 0 at every open).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump_generation(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub fn db(&self) -> &sled::Db {
