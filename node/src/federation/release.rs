@@ -55,6 +55,7 @@ pub fn accept(
     request: ReleaseRequest,
 ) -> Result<ReleaseResponse, FederationError> {
     let tree = archive.store.db().open_tree("held_releases")?;
+    let by_record = archive.store.db().open_tree("held_releases_by_record")?;
     let today = crate::clock::today();
     let mut answer = ReleaseResponse::default();
     for k in request.keys.into_iter().take(BATCH) {
@@ -70,6 +71,7 @@ pub fn accept(
         match open_manifest(&copy.envelope, &k.record_key) {
             Ok((_, m)) if communicability(&m.metadata, today).is_open() => {
                 tree.insert(key(&caller.node_id, &k.record_id), k.record_key.as_bytes())?;
+                by_record.insert(k.record_id.as_bytes(), caller.node_id.as_bytes())?;
                 answer.accepted += 1;
             }
             Ok(_) => answer.refused.push(refuse(
@@ -81,7 +83,36 @@ pub fn accept(
         }
     }
     tree.flush()?;
+    if answer.accepted > 0 {
+        // The gateway's search index picks the released records up.
+        archive.store.bump_generation();
+    }
     Ok(answer)
+}
+
+/// The released record `record_id`, if another territory released it to this node.
+pub fn find(archive: &Archive, record_id: &str) -> Result<Option<ReleasedRecord>, FederationError> {
+    let db = archive.store.db();
+    let Some(origin) = db
+        .open_tree("held_releases_by_record")?
+        .get(record_id.as_bytes())?
+    else {
+        return Ok(None);
+    };
+    let origin = String::from_utf8_lossy(&origin).into_owned();
+    let Some(record_key) = db
+        .open_tree("held_releases")?
+        .get(key(&origin, record_id))?
+    else {
+        return Ok(None);
+    };
+    let Some(held) = archive.holding.get(&origin, record_id)? else {
+        return Ok(None);
+    };
+    let copy = held.copy.unwrap_or_default();
+    let (_, manifest) = open_manifest(&copy.envelope, &String::from_utf8_lossy(&record_key))
+        .map_err(|why| FederationError::Storage(format!("released record {record_id}: {why}")))?;
+    Ok(Some(ReleasedRecord { origin, manifest }))
 }
 
 /// A record of another territory whose key was released to this node.

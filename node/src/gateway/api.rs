@@ -145,7 +145,7 @@ async fn record(State(gw): State<Shared>, Path(id): Path<String>) -> Response {
         })
         .collect();
     v["files"] = json!(files);
-    v["publisher"] = json!(gw.archive.identity.territory);
+    v["publisher"] = json!(super::publisher_of(&gw.archive, &m));
     v["ingested_at"] = json!(crate::clock::rfc3339(m.ingested_at));
     v["certificate_url"] = json!(format!("/records/{id}/certificate"));
     v["checkpoint_url"] = json!("/checkpoint");

@@ -17,7 +17,7 @@
 use super::access::require_content;
 use super::range::{self, RangeAnswer};
 use super::{GatewayError, Shared, blocking, is_record_id};
-use crate::read::read_range;
+use crate::read::read_range_from;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -133,7 +133,7 @@ async fn serve(
     }
     let a = gw.archive.clone();
     let rid = id.to_string();
-    let manifest = blocking(move || a.manifest_shared(&rid)).await?;
+    let manifest = blocking(move || super::find_manifest(&a, &rid)).await?;
     require_content(id, &manifest.metadata, crate::clock::today())?;
     // An empty name would mean "the only file" to `find_file`; the route never gives one.
     if name.is_empty() {
@@ -197,23 +197,17 @@ async fn serve(
             .try_acquire_owned()
             .map_err(|_| GatewayError::Busy)?;
         let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(DEPTH);
-        let archive = gw.archive.clone();
+        let blobs = super::blobs_for(&gw.archive, &manifest)?;
         let record = id.to_string();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut held: Option<Vec<u8>> = None;
-            let res = read_range(
-                &archive,
-                &file,
-                &record,
-                start,
-                len,
-                CHUNK,
-                |chunk| match held.replace(chunk) {
-                    Some(prev) => tx.blocking_send(Ok(Bytes::from(prev))).is_ok(),
-                    None => true,
-                },
-            );
+            let res = read_range_from(blobs, &file, &record, start, len, CHUNK, |chunk| match held
+                .replace(chunk)
+            {
+                Some(prev) => tx.blocking_send(Ok(Bytes::from(prev))).is_ok(),
+                None => true,
+            });
             match res {
                 Ok(()) => {
                     if let Some(last) = held {

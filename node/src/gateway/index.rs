@@ -232,6 +232,15 @@ fn build(archive: &Archive, generation: u64) -> Result<Snapshot> {
         }
         after = next;
     }
+    // Records other territories released to this node: served here when their origin is
+    // down.
+    for r in crate::federation::release::released(archive)? {
+        if access::may_become_visible(&r.manifest.metadata, today) {
+            let e = Entry::from_manifest(&r.manifest);
+            approx_bytes += e.approx_bytes();
+            entries.push(e);
+        }
+    }
     Ok(Snapshot {
         generation: Some(generation),
         entries,

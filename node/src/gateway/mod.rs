@@ -13,7 +13,9 @@
 //! - `api`: the JSON API and its OpenAPI document;
 //! - `download`: streamed file downloads;
 //! - `certificate`: deposit certificates (C2SP tlog-proof);
-//! - `oai`, `tiles`: OAI-PMH and the public log (built separately).
+//! - `oai`, `tiles`: OAI-PMH and the public log (built separately);
+//! - `limits`: per-client rate limit, size and time limits, path checks, status counters;
+//! - `ark`: permanent links (`ark:/NAAN/<record id>`).
 //!
 //! The gateway keeps no state of its own: everything it shows is read from the archive at
 //! request time (the search index is a cache of it). It never writes to the store or the
@@ -21,10 +23,12 @@
 
 pub mod access;
 pub mod api;
+pub mod ark;
 pub mod certificate;
 pub mod download;
 pub mod html;
 pub mod index;
+pub mod limits;
 pub mod oai;
 pub mod pages;
 pub mod query;
@@ -72,6 +76,17 @@ pub enum GatewayError {
     NotYetCertified(String),
     #[error("too many downloads at once")]
     Busy,
+    /// The client's token bucket is empty (`limits`); retry after this many seconds.
+    #[error("rate limit exceeded")]
+    TooManyRequests { retry_after: u64 },
+    /// A body where none is accepted, or a larger one than the OAI-PMH form allows.
+    #[error("request body refused")]
+    PayloadTooLarge,
+    #[error("request URI too long")]
+    UriTooLong,
+    /// The request took longer than `gateway_request_timeout_secs`.
+    #[error("request timed out")]
+    Timeout,
     #[error("gateway TLS configuration: {0}")]
     Tls(String),
     #[error("gateway worker failed: {0}")]
@@ -170,9 +185,52 @@ pub(crate) async fn load_visible(
     }
     let a = gw.archive.clone();
     let id = id.to_string();
-    let m = blocking(move || a.manifest_shared(&id)).await?;
+    let m = blocking(move || find_manifest(&a, &id)).await?;
     let access = access::require_visible(&m.metadata, crate::clock::today())?;
     Ok((m, access))
+}
+
+/// A record's manifest: one of this node's own, or one another territory released to it
+/// (its gateway then serves it when the origin is down).
+pub(crate) fn find_manifest(
+    archive: &Archive,
+    id: &str,
+) -> crate::Result<Arc<archipel_proto::manifest::Manifest>> {
+    match archive.manifest_shared(id) {
+        Err(crate::Error::Store(crate::store::StoreError::NotFound(_))) => {
+            match crate::federation::release::find(archive, id)? {
+                Some(r) => Ok(Arc::new(r.manifest)),
+                None => Err(crate::store::StoreError::NotFound(id.to_string()).into()),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Where a record's blobs are: this node's store, or the origin's namespace here.
+pub(crate) fn blobs_for(
+    archive: &Archive,
+    m: &archipel_proto::manifest::Manifest,
+) -> crate::Result<Arc<dyn crate::store::BlobStore>> {
+    if m.origin == archive.identity.node_id {
+        Ok(archive.store.blobs.clone())
+    } else {
+        Ok(archive.holding.blobs_of(&m.origin)?)
+    }
+}
+
+/// The territory that archived a record (the publisher, in Dublin Core terms).
+pub(crate) fn publisher_of(archive: &Archive, m: &archipel_proto::manifest::Manifest) -> String {
+    if m.origin == archive.identity.node_id {
+        return archive.identity.territory.clone();
+    }
+    archive
+        .peers
+        .get(&m.origin)
+        .ok()
+        .flatten()
+        .map(|p| p.territory)
+        .unwrap_or_else(|| m.origin.clone())
 }
 
 /// What the reader is told, in French. Internal errors say nothing of the inside (they are
@@ -198,6 +256,17 @@ pub fn public_message(e: &crate::Error) -> String {
         E::Gateway(GatewayError::Busy) => {
             "Trop de téléchargements sont en cours. Réessayez dans quelques secondes.".to_string()
         }
+        E::Gateway(GatewayError::TooManyRequests { retry_after }) => format!(
+            "Trop de requêtes en peu de temps depuis votre connexion. Réessayez dans {retry_after} seconde{}.",
+            if *retry_after > 1 { "s" } else { "" }
+        ),
+        E::Gateway(GatewayError::PayloadTooLarge) => {
+            "Cette adresse n'accepte pas de contenu envoyé (ou pas de cette taille).".to_string()
+        }
+        E::Gateway(GatewayError::UriTooLong) => "L'adresse demandée est trop longue.".to_string(),
+        E::Gateway(GatewayError::Timeout) => {
+            "La réponse a pris trop de temps. Réessayez dans quelques instants.".to_string()
+        }
         _ if e.http_status() == axum::http::StatusCode::NOT_FOUND => {
             "Ce document ou cette page n'existe pas, ou n'est pas consultable.".to_string()
         }
@@ -211,6 +280,12 @@ pub(crate) fn error_headers(e: &crate::Error, r: &mut Response) {
     match e {
         crate::Error::Gateway(GatewayError::Busy) => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        crate::Error::Gateway(GatewayError::TooManyRequests { retry_after }) => {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        crate::Error::Gateway(GatewayError::Timeout) => {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         }
         crate::Error::Gateway(GatewayError::NotYetCertified(_)) => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));

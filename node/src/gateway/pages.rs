@@ -258,11 +258,7 @@ pub fn dublin_core(gw: &Shared, m: &Manifest) -> Vec<(&'static str, &'static str
         ("Producteur", "creator", md.producer.clone()),
         ("Mots-clés", "subject", md.keywords.join(", ")),
         ("Description", "description", md.description.clone()),
-        (
-            "Éditeur",
-            "publisher",
-            gw.archive.identity.territory.clone(),
-        ),
+        ("Éditeur", "publisher", super::publisher_of(&gw.archive, m)),
         ("Date", "date", date),
         ("Type", "type", md.record_type.clone()),
         ("Format", "format", formats.join(", ")),

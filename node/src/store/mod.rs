@@ -371,7 +371,7 @@ impl Store {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn bump_generation(&self) {
+    pub(crate) fn bump_generation(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
