@@ -73,6 +73,14 @@ enum Command {
         #[arg(long)]
         zone: Option<String>,
     },
+    /// Check a configuration file and the data directory it names; report every problem at
+    /// once, each with its field and the fix. Exit code 1 if there is any.
+    CheckConfig {
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Write a passphrase-protected recovery kit with every secret of the node.
     ExportKit {
         #[arg(long, default_value = "archipel-data")]
@@ -150,8 +158,107 @@ fn load_config(data: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result
     if let Some(d) = data {
         cfg.data_dir = d;
     }
+    secret_paths_from_env(&mut cfg);
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// Paths to secrets may come from the environment (a secrets manager, a container's
+/// mounted secrets) rather than the config file; the environment wins.
+fn secret_paths_from_env(cfg: &mut Config) {
+    if let Some(p) = std::env::var_os("ARCHIPEL_DATA_DIR") {
+        cfg.data_dir = PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("ARCHIPEL_GATEWAY_TLS_CERT") {
+        cfg.gateway_tls_cert = Some(PathBuf::from(p));
+    }
+    if let Some(p) = std::env::var_os("ARCHIPEL_GATEWAY_TLS_KEY") {
+        cfg.gateway_tls_key = Some(PathBuf::from(p));
+    }
+}
+
+/// `check-config`: every problem of the configuration and the data directory, at once.
+fn check_config(data: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<()> {
+    use archipel_node::config::ConfigError;
+    let in_data = data
+        .as_ref()
+        .map(|d| d.join("archipel.toml"))
+        .filter(|p| p.exists());
+    let source = config.clone().or(in_data);
+    let mut cfg = match &source {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = data {
+        cfg.data_dir = d;
+    }
+    secret_paths_from_env(&mut cfg);
+    let mut problems = Vec::new();
+    match cfg.validate() {
+        Ok(()) => {}
+        Err(ConfigError::Invalid(p)) => problems.extend(p),
+        Err(e) => problems.push(e.to_string()),
+    }
+    for (field, address) in [
+        ("peer_listen", cfg.peer_listen.as_deref()),
+        ("gateway_listen", cfg.gateway_listen.as_deref()),
+    ] {
+        if let Some(a) = address
+            && a.rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            problems.push(format!(
+                "{field} = {a:?}: must be HOST:PORT, e.g. 0.0.0.0:7443"
+            ));
+        }
+    }
+    for (field, path) in [
+        ("gateway_tls_cert", &cfg.gateway_tls_cert),
+        ("gateway_tls_key", &cfg.gateway_tls_key),
+    ] {
+        if let Some(p) = path
+            && let Err(e) = std::fs::File::open(p)
+        {
+            problems.push(format!(
+                "{field} = {:?}: cannot be read ({e}); fix the path or its permissions",
+                p.display()
+            ));
+        }
+    }
+    if is_initialised(&cfg.data_dir) {
+        // The same checks as at start: key files, their permissions, that they belong together.
+        match archipel_node::identity::load(&cfg.data_dir) {
+            Ok(id) => match archipel_node::keys::Keyring::load(&cfg.data_dir) {
+                Ok(keys) => {
+                    if let Err(e) = keys.check_against(&id) {
+                        problems.push(format!("data_dir keys: {e}"));
+                    }
+                }
+                Err(e) => problems.push(format!("data_dir keys: {e}")),
+            },
+            Err(e) => problems.push(format!("data_dir: {e}")),
+        }
+    } else {
+        println!(
+            "note: {} holds no node yet; `archipel-node init` (or `run`) creates one",
+            cfg.data_dir.display()
+        );
+    }
+    let what = source
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the defaults".into());
+    if problems.is_empty() {
+        println!(
+            "{what}: no problem found (data directory {})",
+            cfg.data_dir.display()
+        );
+        return Ok(());
+    }
+    for p in &problems {
+        println!("problem: {p}");
+    }
+    eprintln!("{what}: {} problem(s)", problems.len());
+    std::process::exit(1)
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -396,6 +503,7 @@ fn main() -> anyhow::Result<()> {
                 .block_on(run(cfg))
         }
         Command::ExportKit { data, out } => export_kit(&data, &out),
+        Command::CheckConfig { data, config } => check_config(data, config),
         Command::Restore {
             kit,
             data,
