@@ -65,6 +65,23 @@ pub struct Config {
     pub gateway_tls_cert: Option<PathBuf>,
     /// PEM private key of `gateway_tls_cert` (PKCS#8, PKCS#1 or SEC1).
     pub gateway_tls_key: Option<PathBuf>,
+    /// Requests a second each client (IP address; IPv6 by /64) may make to the gateway on
+    /// average; more are answered 429 with `Retry-After`. 0 switches the limit off (e.g.
+    /// when a reverse proxy limits instead).
+    pub gateway_rate_per_sec: u32,
+    /// Requests a client may make at once before `gateway_rate_per_sec` applies (the size
+    /// of its token bucket).
+    pub gateway_burst: u32,
+    /// Longest time (seconds) the gateway works on one request before answering 503; a
+    /// download's body, once started, is not bounded by it.
+    pub gateway_request_timeout_secs: u64,
+    /// Trust the last address of `X-Forwarded-For` as the client's, for connections from
+    /// loopback only (a reverse proxy on the same machine); otherwise every reader behind
+    /// the proxy would share one rate limit.
+    pub gateway_trust_forwarded_for: bool,
+    /// Name Assigning Authority Number (5 digits) of this territory's ARK identifiers
+    /// (`ark:/NAAN/<record id>`); unset: no ARK identifiers.
+    pub ark_naan: Option<String>,
     /// How this node takes part in the federation (the `[federation]` table).
     pub federation: FederationConfig,
 }
@@ -191,6 +208,11 @@ impl Default for Config {
             gateway_listen: None,
             gateway_tls_cert: None,
             gateway_tls_key: None,
+            gateway_rate_per_sec: 20,
+            gateway_burst: 100,
+            gateway_request_timeout_secs: 30,
+            gateway_trust_forwarded_for: false,
+            ark_naan: None,
             federation: FederationConfig::default(),
         }
     }
@@ -262,6 +284,31 @@ impl Config {
                     .to_string(),
             );
         }
+        if self.gateway_rate_per_sec > 100_000 {
+            problems.push(format!(
+                "gateway_rate_per_sec = {}: must be between 0 (no limit) and 100000",
+                self.gateway_rate_per_sec
+            ));
+        }
+        if !(1..=100_000).contains(&self.gateway_burst) {
+            problems.push(format!(
+                "gateway_burst = {}: must be between 1 and 100000",
+                self.gateway_burst
+            ));
+        }
+        if !(1..=3600).contains(&self.gateway_request_timeout_secs) {
+            problems.push(format!(
+                "gateway_request_timeout_secs = {}: must be between 1 and 3600",
+                self.gateway_request_timeout_secs
+            ));
+        }
+        if let Some(naan) = &self.ark_naan
+            && !is_naan(naan)
+        {
+            problems.push(format!(
+                "ark_naan = {naan:?}: must be the 5 digits assigned to this territory by the ARK Alliance (e.g. \"12345\")"
+            ));
+        }
         self.federation.problems(&mut problems);
         if problems.is_empty() {
             Ok(())
@@ -284,6 +331,11 @@ impl Config {
     pub fn gateway_bind_address(&self) -> Option<String> {
         self.gateway_listen.as_deref().and_then(gateway_address)
     }
+}
+
+/// A Name Assigning Authority Number as this configuration accepts it: 5 ASCII digits.
+pub fn is_naan(s: &str) -> bool {
+    s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `HOST:PORT` as given, or `127.0.0.1:PORT` for `:PORT` and `PORT`: a gateway switched on
@@ -353,6 +405,28 @@ mod tests {
             panic!("expected Invalid")
         };
         assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    #[test]
+    fn gateway_limits_and_ark_naan_are_checked() {
+        let c = Config {
+            gateway_burst: 0,
+            gateway_rate_per_sec: 1_000_000,
+            gateway_request_timeout_secs: 0,
+            ark_naan: Some("1234".into()),
+            ..Default::default()
+        };
+        let ConfigError::Invalid(p) = c.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(p.len(), 4, "{p:?}");
+        let ok = Config {
+            gateway_rate_per_sec: 0,
+            ark_naan: Some("12345".into()),
+            ..Default::default()
+        };
+        ok.validate().unwrap();
+        assert!(!is_naan("1234a") && !is_naan("123456") && is_naan("00000"));
     }
 
     #[test]

@@ -91,6 +91,11 @@ fn gateway_serves_communicable_records_and_nothing_else() {
         &["--gateway-listen", "127.0.0.1:0"],
     )
     .unwrap();
+    // A NAAN, so that the ARK route of the OpenAPI document answers.
+    let config = node.data.join("archipel.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("ark_naan = \"12345\"\n");
+    std::fs::write(&config, text).unwrap();
     node.start().unwrap();
     let status = node.cli_json(&["status"]);
     let base = status["gateway_url"].as_str().unwrap().to_string();
@@ -363,11 +368,28 @@ fn gateway_serves_communicable_records_and_nothing_else() {
     ] {
         assert!(paths.contains_key(stable), "{stable} not in /openapi.json");
     }
-    // Every documented path answers (keeps the document true).
+    assert_eq!(rec["ark"], format!("ark:/12345/{open}").as_str());
+    // Every documented path answers (keeps the document true); the log's tiles need a
+    // signed checkpoint, and the first tile is partial below 256 entries.
+    node.cli_ok(&["log", "checkpoint"]);
+    let size: u64 = get(&base, "/checkpoint")
+        .text()
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap();
+    let first_tile = if size >= 256 {
+        "000".to_string()
+    } else {
+        format!("000.p/{size}")
+    };
     for path in paths.keys() {
         let concrete = path
             .replace("{id}", &open)
-            .replace("{name}", "D%C3%A9lib%C3%A9ration%201998.pdf");
+            .replace("{name}", "D%C3%A9lib%C3%A9ration%201998.pdf")
+            .replace("{naan}", "12345")
+            .replace("{level}", "0")
+            .replace("{index}", &first_tile);
         let r = curl(&format!("{base}{concrete}"), &["-I"]);
         assert!(
             r.status != 404 && r.status != 405,

@@ -51,6 +51,10 @@ pub fn json_error(e: &crate::Error) -> Response {
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::BAD_REQUEST => "bad_request",
             StatusCode::RANGE_NOT_SATISFIABLE => "range_not_satisfiable",
+            StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::URI_TOO_LONG => "uri_too_long",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             _ => "internal",
         },
     };
@@ -150,6 +154,9 @@ async fn record(State(gw): State<Shared>, Path(id): Path<String>) -> Response {
     v["certificate_url"] = json!(format!("/records/{id}/certificate"));
     v["checkpoint_url"] = json!("/checkpoint");
     v["log_vkey"] = json!(gw.archive.log.vkey());
+    if let Some(ark) = super::ark::ark(&gw.archive.config, id) {
+        v["ark"] = json!(ark);
+    }
     json_response(StatusCode::OK, &v)
 }
 

@@ -13,7 +13,9 @@
 //! - `api`: the JSON API and its OpenAPI document;
 //! - `download`: streamed file downloads;
 //! - `certificate`: deposit certificates (C2SP tlog-proof);
-//! - `oai`, `tiles`: OAI-PMH and the public log (built separately).
+//! - `oai`, `tiles`: OAI-PMH and the public log (built separately);
+//! - `limits`: per-client rate limit, size and time limits, path checks, status counters;
+//! - `ark`: permanent links (`ark:/NAAN/<record id>`).
 //!
 //! The gateway keeps no state of its own: everything it shows is read from the archive at
 //! request time (the search index is a cache of it). It never writes to the store or the
@@ -21,10 +23,12 @@
 
 pub mod access;
 pub mod api;
+pub mod ark;
 pub mod certificate;
 pub mod download;
 pub mod html;
 pub mod index;
+pub mod limits;
 pub mod oai;
 pub mod pages;
 pub mod query;
@@ -72,6 +76,17 @@ pub enum GatewayError {
     NotYetCertified(String),
     #[error("too many downloads at once")]
     Busy,
+    /// The client's token bucket is empty (`limits`); retry after this many seconds.
+    #[error("rate limit exceeded")]
+    TooManyRequests { retry_after: u64 },
+    /// A body where none is accepted, or a larger one than the OAI-PMH form allows.
+    #[error("request body refused")]
+    PayloadTooLarge,
+    #[error("request URI too long")]
+    UriTooLong,
+    /// The request took longer than `gateway_request_timeout_secs`.
+    #[error("request timed out")]
+    Timeout,
     #[error("gateway TLS configuration: {0}")]
     Tls(String),
     #[error("gateway worker failed: {0}")]
@@ -100,14 +115,19 @@ pub fn router(archive: State) -> axum::Router {
         .merge(api::routes())
         .merge(download::routes())
         .merge(certificate::routes())
+        .merge(ark::routes())
         .fallback(pages::not_found)
         .layer(axum::middleware::map_response(security_headers))
-        .with_state(gateway);
+        .with_state(gateway.clone());
+    let limits = Arc::new(limits::Limits::from_config(&archive.config, gateway));
     axum::Router::new()
         .merge(oai::routes())
         .merge(tiles::routes())
         .merge(ours)
         .with_state(archive)
+        // Outermost: every request, routed or not, is limited and counted.
+        .layer(axum::extract::DefaultBodyLimit::max(limits::MAX_OAI_BODY))
+        .layer(axum::middleware::from_fn_with_state(limits, limits::guard))
 }
 
 /// Headers on every answer of this module: no scripts, styles from our own stylesheet
@@ -241,6 +261,17 @@ pub fn public_message(e: &crate::Error) -> String {
         E::Gateway(GatewayError::Busy) => {
             "Trop de téléchargements sont en cours. Réessayez dans quelques secondes.".to_string()
         }
+        E::Gateway(GatewayError::TooManyRequests { retry_after }) => format!(
+            "Trop de requêtes en peu de temps depuis votre connexion. Réessayez dans {retry_after} seconde{}.",
+            if *retry_after > 1 { "s" } else { "" }
+        ),
+        E::Gateway(GatewayError::PayloadTooLarge) => {
+            "Cette adresse n'accepte pas de contenu envoyé (ou pas de cette taille).".to_string()
+        }
+        E::Gateway(GatewayError::UriTooLong) => "L'adresse demandée est trop longue.".to_string(),
+        E::Gateway(GatewayError::Timeout) => {
+            "La réponse a pris trop de temps. Réessayez dans quelques instants.".to_string()
+        }
         _ if e.http_status() == axum::http::StatusCode::NOT_FOUND => {
             "Ce document ou cette page n'existe pas, ou n'est pas consultable.".to_string()
         }
@@ -254,6 +285,12 @@ pub(crate) fn error_headers(e: &crate::Error, r: &mut Response) {
     match e {
         crate::Error::Gateway(GatewayError::Busy) => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        crate::Error::Gateway(GatewayError::TooManyRequests { retry_after }) => {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        crate::Error::Gateway(GatewayError::Timeout) => {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         }
         crate::Error::Gateway(GatewayError::NotYetCertified(_)) => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));

@@ -336,7 +336,7 @@ async fn record(State(gw): State<Shared>, Path(id): Path<String>) -> Response {
     let main = format!(
         r#"<h1>{title}</h1>
 <p class="statut">{status}</p>
-<section aria-labelledby="description">
+{permalink}<section aria-labelledby="description">
 <h2 id="description">Description (Dublin Core)</h2>
 {notice}</section>
 <section aria-labelledby="fichiers">
@@ -358,6 +358,7 @@ async fn record(State(gw): State<Shared>, Path(id): Path<String>) -> Response {
 "#,
         title = escape(&md.title),
         status = escape(&status_fr(md, access)),
+        permalink = super::ark::permalink_html(&gw.archive.config, id),
         territory = escape(&gw.archive.identity.territory),
         id = escape(id),
         vkey = escape(&vkey),

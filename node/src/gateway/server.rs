@@ -2,7 +2,9 @@
 //! crypto provider; TLS 1.3) when a certificate is configured. HTTP/1.1 (axum's server).
 //!
 //! TLS handshakes run in their own tasks with a timeout, as on the federation listener, so a
-//! silent client holds up no one. Client addresses are never logged.
+//! silent client holds up no one. Request heads must arrive within [`HEADER_READ_TIMEOUT`]
+//! and connections are bounded in number ([`MAX_CONNECTIONS`]). Client addresses are never
+//! logged.
 
 use super::GatewayError;
 use crate::error::{Error, Result};
@@ -23,6 +25,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_PENDING_HANDSHAKES: usize = 256;
 /// After shutdown, requests still running (slow downloads) get this long to finish.
 const DRAIN: Duration = Duration::from_secs(5);
+/// A client must send a request's head within this time, from the moment the connection
+/// waits for one: it bounds slow headers (slowloris) and idle keep-alive connections alike.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Connections served at once; more are closed as soon as accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Request header fields, and bytes of request head (431 beyond either).
+const MAX_HEADERS: usize = 64;
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// A bound gateway listener, with its TLS configuration when it serves HTTPS.
 #[derive(Debug)]
@@ -106,47 +116,65 @@ pub async fn serve(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let signal = {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.changed().await;
-        }
-    };
-    let mut drained = stop_rx;
-    let deadline = async move {
-        let _ = drained.changed().await;
-        tokio::time::sleep(DRAIN).await;
-    };
-    let trigger = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-        // Keep the sender alive so the receivers do not see a close before the signal.
-        std::future::pending::<()>().await;
-    };
-    let url = bound.url.clone();
-    let served = async move {
-        match bound.tls {
-            None => {
-                axum::serve(bound.listener, router)
-                    .with_graceful_shutdown(signal)
-                    .await
-            }
-            Some(tls) => {
-                axum::serve(TlsListener::spawn(bound.listener, tls), router)
-                    .with_graceful_shutdown(signal)
-                    .await
-            }
-        }
-    };
-    tracing::info!(%url, "gateway serving");
+    tracing::info!(url = %bound.url, "gateway serving");
+    match bound.tls {
+        None => run(bound.listener, router, shutdown).await,
+        Some(tls) => run(TlsListener::spawn(bound.listener, tls), router, shutdown).await,
+    }
+    Ok(())
+}
+
+/// The accept loop. Each connection gets hyper's HTTP/1.1 server with a timer, so that
+/// [`HEADER_READ_TIMEOUT`] applies (axum::serve sets no timer, which leaves a slow or idle
+/// client holding its connection forever); the peer's address is passed to the handlers as
+/// `ConnectInfo` for the rate limit only (`limits.rs`), and logged nowhere.
+async fn run<L>(mut listener: L, router: axum::Router, shutdown: impl Future<Output = ()>)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_HEADER_BYTES);
+    tokio::pin!(shutdown);
+    loop {
+        let (io, address) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        // Beyond the bound, a connection is closed at once: it costs a socket, no task.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(io);
+            continue;
+        };
+        let service = router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(address));
+                req.map(axum::body::Body::new)
+            },
+        );
+        let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // Failed connections are the client's business, not logged (no addresses).
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
     tokio::select! {
-        r = served => r.map_err(|source| Error::Io { path: format!("gateway {url}"), source }),
-        () = deadline => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => {
             tracing::info!("gateway: stopped with downloads still running");
-            Ok(())
         }
-        () = trigger => Ok(()),
     }
 }
 
