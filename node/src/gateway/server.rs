@@ -118,7 +118,15 @@ pub async fn serve(
 ) -> Result<()> {
     tracing::info!(url = %bound.url, "gateway serving");
     match bound.tls {
-        None => run(bound.listener, router, shutdown).await,
+        // Without TCP_NODELAY a small download's body waits for the client's delayed ACK
+        // (about 40 ms) after the headers: measured, 900 against 7,000 requests/s.
+        None => {
+            use axum::serve::ListenerExt;
+            let listener = bound.listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            run(listener, router, shutdown).await
+        }
         Some(tls) => run(TlsListener::spawn(bound.listener, tls), router, shutdown).await,
     }
     Ok(())
@@ -235,6 +243,7 @@ async fn accept(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<A
         if handshakes.len() >= MAX_PENDING_HANDSHAKES {
             continue;
         }
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         handshakes.spawn(async move {
