@@ -254,6 +254,19 @@ pub fn valid_set_spec(s: &str) -> bool {
         })
 }
 
+/// A metadata prefix as the OAI-PMH schema defines it: `[A-Za-z0-9\-_\.!~\*'\(\)]+`.
+pub fn valid_metadata_prefix(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+                )
+        })
+}
+
 /// A record ID as this node mints them: a ULID (26 Crockford base32 characters).
 pub fn valid_record_id(s: &str) -> bool {
     s.len() == 26 && ulid::Ulid::from_string(s).is_ok()
@@ -336,6 +349,13 @@ pub fn parse_request(query: &str, token_key: &[u8; 32]) -> Result<OaiRequest, Oa
             }
             let metadata_prefix = get("metadataPrefix")
                 .ok_or_else(|| bad_argument(format!("{} needs metadataPrefix", verb.as_str())))?;
+            // OAI-PMH's own pattern for a prefix (and what a token can carry: fuzzing found
+            // a prefix holding the token's field separator).
+            if !valid_metadata_prefix(&metadata_prefix) {
+                return Err(bad_argument(format!(
+                    "metadataPrefix={metadata_prefix:?} is not a valid metadata prefix"
+                )));
+            }
             let from = get("from").map(|v| parse_day("from", &v)).transpose()?;
             let until = get("until").map(|v| parse_day("until", &v)).transpose()?;
             if let (Some(f), Some(u)) = (from, until)
@@ -441,7 +461,7 @@ pub fn decode_token(token: &str, key: &[u8; 32]) -> Result<ListQuery, OaiError> 
     };
     let from = day("from", from)?;
     let until = day("until", until)?;
-    if prefix.is_empty()
+    if !valid_metadata_prefix(prefix)
         || (!set.is_empty() && !valid_set_spec(set))
         || (!after.is_empty() && !valid_record_id(after))
     {
@@ -631,5 +651,21 @@ mod tests {
                 resumption_token: Some("abc".into())
             })
         );
+    }
+
+    #[test]
+    fn a_metadata_prefix_outside_the_oai_pattern_is_a_bad_argument() {
+        // Found by fuzzing: a prefix holding the token's field separator broke the token.
+        let q = "verb=ListRecords&metadataPrefix=oai%1Fdc";
+        assert!(matches!(
+            parse_request(q, &KEY),
+            Err(OaiError {
+                code: ErrorCode::BadArgument,
+                ..
+            })
+        ));
+        assert!(valid_metadata_prefix("oai_dc"));
+        assert!(!valid_metadata_prefix(""));
+        assert!(!valid_metadata_prefix("oai dc"));
     }
 }
