@@ -22,6 +22,8 @@ pub struct Archive {
     pub holding: crate::federation::holding::Holding,
     /// Who keeps this node's records: custody receipts and peer health.
     pub custody: crate::federation::custody::Custody,
+    /// Counters and latency histograms for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     /// Records waiting for their copies, and the replication job's wake-up.
     pub replication: crate::federation::replicator::ReplicationQueue,
     /// This node as a witness of its peers' logs.

@@ -82,6 +82,9 @@ pub struct Config {
     /// Name Assigning Authority Number (5 digits) of this territory's ARK identifiers
     /// (`ark:/NAAN/<record id>`); unset: no ARK identifiers.
     pub ark_naan: Option<String>,
+    /// HOST:PORT of the Prometheus `/metrics` endpoint (plain HTTP); unset: none. Keep it on
+    /// loopback or a management network: it tells what each territory holds for which.
+    pub metrics_listen: Option<String>,
     /// How this node takes part in the federation (the `[federation]` table).
     pub federation: FederationConfig,
 }
@@ -213,6 +216,7 @@ impl Default for Config {
             gateway_request_timeout_secs: 30,
             gateway_trust_forwarded_for: false,
             ark_naan: None,
+            metrics_listen: None,
             federation: FederationConfig::default(),
         }
     }

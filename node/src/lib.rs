@@ -16,6 +16,7 @@ pub mod identity;
 pub mod ingest;
 pub mod keys;
 pub mod log;
+pub mod metrics;
 pub mod node;
 pub mod read;
 pub mod record;

@@ -272,6 +272,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let listener = node.bind_admin()?;
     let peer_listener = node.bind_peers().await?;
     let gateway_listener = node.bind_gateway().await?;
+    let metrics_listener = match &node.archive.config.metrics_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("metrics_listen {address}"))?,
+        ),
+        None => None,
+    };
     let a = &node.archive;
     tracing::info!(
         node_id = %a.identity.node_id,
@@ -305,12 +313,22 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             None => Ok(()),
         }
     };
+    let metrics = async {
+        match metrics_listener {
+            Some(l) => {
+                archipel_node::metrics::serve(node.archive.clone(), l, wait(stopped.clone())).await
+            }
+            None => Ok(()),
+        }
+    };
     let signal = async {
         shutdown_signal().await;
         let _ = stop.send(true);
     };
-    let (served, peers_served, gateway_served, ()) = tokio::join!(admin, peers, gateway, signal);
+    let (served, peers_served, gateway_served, metrics_served, ()) =
+        tokio::join!(admin, peers, gateway, metrics, signal);
     served?;
+    metrics_served.context("metrics server")?;
     peers_served?;
     gateway_served?;
     tracing::info!("stopped cleanly");

@@ -106,6 +106,7 @@ impl Node {
                 custody,
                 witness,
                 replication: Default::default(),
+                metrics: Default::default(),
                 recent: std::sync::Mutex::new(None),
                 gateway_url: std::sync::OnceLock::new(),
             }),

@@ -123,6 +123,7 @@ impl ArchiveApi for AdminService {
         &self,
         request: Request<Streaming<IngestRequest>>,
     ) -> Result<Response<IngestResponse>, Status> {
+        let started = std::time::Instant::now();
         let mut stream = request.into_inner();
         let first = stream
             .message()
@@ -152,6 +153,10 @@ impl ArchiveApi for AdminService {
                     let done = session.commit().await?;
                     tracing::info!(record = %done.record_id, files = done.files, bytes = done.bytes, "record ingested");
                     self.archive.replication.push(&done.record_id);
+                    self.archive
+                        .metrics
+                        .ingest_seconds
+                        .observe(started.elapsed());
                     return Ok(Response::new(IngestResponse {
                         id: done.record_id,
                         files: done.files,
@@ -171,6 +176,7 @@ impl ArchiveApi for AdminService {
     type GetStream = BoxStream<GetResponse>;
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Self::GetStream>, Status> {
+        let started = std::time::Instant::now();
         let req = request.into_inner();
         let archive = self.archive.clone();
         let manifest = archive.manifest_shared(&req.record_id)?;
@@ -235,9 +241,12 @@ impl ArchiveApi for AdminService {
                         .is_ok()
                 },
             );
-            if let Err(e) = res {
-                tracing::error!(record = %record_id, error = %e, "read failed");
-                let _ = tx.blocking_send(Err(e.into()));
+            match res {
+                Ok(()) => archive.metrics.get_seconds.observe(started.elapsed()),
+                Err(e) => {
+                    tracing::error!(record = %record_id, error = %e, "read failed");
+                    let _ = tx.blocking_send(Err(e.into()));
+                }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -170,7 +170,7 @@ fn evict_one(map: &mut HashMap<u64, Bucket>) {
 }
 
 /// Answers counted by status class (1xx to 5xx), and how many were refused by the rate
-/// limit. In memory only; a later `/metrics` will publish them.
+/// limit. In memory; published by `/metrics` (`crate::metrics`).
 #[derive(Debug, Default)]
 pub struct Counters {
     by_class: [AtomicU64; 5],
@@ -204,7 +204,8 @@ pub struct Limits {
     pub rate: Option<RateLimiter>,
     pub trust_forwarded_for: bool,
     pub timeout: Duration,
-    pub counters: Counters,
+    /// Shared with `/metrics` (the archive's `metrics.gateway`).
+    pub counters: std::sync::Arc<Counters>,
     /// For error pages (the territory's name in the layout).
     pub gateway: Shared,
 }
@@ -215,7 +216,7 @@ impl Limits {
             rate: RateLimiter::new(c.gateway_rate_per_sec, c.gateway_burst),
             trust_forwarded_for: c.gateway_trust_forwarded_for,
             timeout: Duration::from_secs(c.gateway_request_timeout_secs),
-            counters: Counters::default(),
+            counters: gateway.archive.metrics.gateway.clone(),
             gateway,
         }
     }
