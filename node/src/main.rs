@@ -303,7 +303,23 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let admin = node.serve_admin(listener, wait(stopped.clone()));
     let peers = async {
         match peer_listener {
-            Some(l) => node.serve_peers(l, wait(stopped.clone())).await,
+            Some(l) => {
+                // A peer that keeps its connection open must not hold the node up forever
+                // after SIGTERM: its connections get PEER_DRAIN to finish, then are dropped.
+                let serve = node.serve_peers(l, wait(stopped.clone()));
+                tokio::pin!(serve);
+                let drained = async {
+                    wait(stopped.clone()).await;
+                    tokio::time::sleep(PEER_DRAIN).await;
+                };
+                tokio::select! {
+                    r = &mut serve => r,
+                    () = drained => {
+                        tracing::warn!("peer connections still open {PEER_DRAIN:?} after shutdown began: dropped");
+                        Ok(())
+                    }
+                }
+            }
             None => Ok(()),
         }
     };
@@ -334,6 +350,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!("stopped cleanly");
     Ok(())
 }
+
+/// How long peers' open connections may take to finish once the node is stopping.
+const PEER_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn restore(cfg: Config, peers: Vec<String>) -> anyhow::Result<()> {
     use std::io::IsTerminal;

@@ -464,3 +464,54 @@ fn only_communicable_records_have_their_keys_released_to_holders() {
         .collect();
     assert_eq!(keys, vec![open_id.clone()]);
 }
+
+#[test]
+fn a_replaced_key_envelope_never_erases_the_one_a_holder_kept() {
+    use prost::Message;
+    let mut c = TestCluster::start(3, ClusterOptions::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let f = random_file(tmp.path(), "cadastre.pdf", 30_000);
+    let record = c.node(0).ingest(&[&f], "Cadastre", &[]);
+    let holders = c.wait_replicated(0, &record, 3);
+    let h = c.index_of(&holders[0]).unwrap();
+    let holder_id = c.id(h).to_string();
+    let rt = runtime();
+    let mut origin = rt.block_on(as_node(c.node(0), &holder_id, &c.peer_addr(0, h)));
+    let held = rt
+        .block_on(origin.list_held(ListHeldRequest {
+            after: String::new(),
+            limit: 10,
+        }))
+        .unwrap()
+        .into_inner()
+        .records;
+    let original = held[0].copy.clone().unwrap();
+    // Ransomware at the origin sends the same envelope with a key envelope nobody can open.
+    let mut garbage = original.clone();
+    garbage.key_envelope = b"age-encryption.org/v1\n-> X25519 garbage\n".to_vec();
+    let batch = RecordBatch {
+        records: vec![garbage],
+        verify_existing: false,
+    };
+    rt.block_on(origin.offer(batch.clone())).unwrap();
+    rt.block_on(origin.commit(batch)).unwrap();
+    // The client's connection stays open (its runtime is not driven any more): the holder
+    // must still stop, once the peer drain time has passed.
+    drop(origin);
+    c.stop(h);
+    let db = sled::Config::new()
+        .path(c.node(h).data.join("db"))
+        .open()
+        .unwrap();
+    let kept: Vec<RecordCopy> = db
+        .open_tree("held_versions")
+        .unwrap()
+        .iter()
+        .values()
+        .map(|v| RecordCopy::decode(v.unwrap().as_ref()).unwrap())
+        .collect();
+    assert!(
+        kept.iter().any(|k| k.key_envelope == original.key_envelope),
+        "the key envelope the territory can open is still at the holder"
+    );
+}

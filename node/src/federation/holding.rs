@@ -8,7 +8,8 @@
 //!   hash to its address and it must have been asked for by an accepted offer;
 //! - a held record is never deleted nor overwritten on the origin's request: a newer
 //!   envelope is accepted only if it names the same blobs (a metadata change), and the older
-//!   one is kept in `held_versions`; a different blob set is refused and raises an alert;
+//!   one is kept in `held_versions` (so is the older copy when only the key envelope
+//!   changes); a different blob set is refused and raises an alert;
 //! - a receipt is signed only once the record and its blobs are durable.
 
 use super::FederationError;
@@ -505,7 +506,11 @@ impl Holding {
             let changed = held
                 .as_ref()
                 .and_then(|h| h.copy.as_ref())
-                .is_some_and(|old| old.envelope != c.copy.envelope);
+                // A new key envelope (a key rotation, or an origin trying to make the copy
+                // unreadable) is a change too: the older copy is kept either way.
+                .is_some_and(|old| {
+                    old.envelope != c.copy.envelope || old.key_envelope != c.copy.key_envelope
+                });
             if is_new || changed {
                 let detail = *blake3::hash(signed.text.as_bytes()).as_bytes();
                 events.push(archive.log.event(
@@ -555,7 +560,10 @@ impl Holding {
                     if let Some(old) = old {
                         // Older versions are kept, never overwritten.
                         let mut vk = k.clone();
-                        vk.extend_from_slice(blake3::hash(&old.envelope).as_bytes());
+                        let mut h = blake3::Hasher::new();
+                        h.update(&old.envelope);
+                        h.update(&old.key_envelope);
+                        vk.extend_from_slice(h.finalize().as_bytes());
                         versions.insert(vk, old.encode_to_vec())?;
                     }
                     records.insert(k.clone(), value.as_slice())?;
