@@ -54,6 +54,12 @@ fn a_mirror_recomputes_the_checkpoint_from_tiles() {
         &["--gateway-listen", &listen],
     )
     .unwrap();
+    // This test reads many pages quickly: the per-client rate limit (tested in
+    // gateway_abuse.rs) is switched off so that the machine's speed cannot make it fail.
+    let config = node.data.join("archipel.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+    text.insert_str(0, "gateway_rate_per_sec = 0\n");
+    std::fs::write(&config, text).unwrap();
     node.start().unwrap();
     let status = node.cli_json(&["status"]);
     let base = status["gateway_url"].as_str().unwrap().to_string();
