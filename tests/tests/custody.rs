@@ -170,6 +170,20 @@ fn a_holder_with_a_bad_copy_fails_its_challenge_is_logged_and_gets_the_record_ag
     assert!(held_blobs_intact(&c.node(h).data, &origin, &originals));
 }
 
+/// What the holder keeps for the client's node (its own records), first page.
+fn held_for(
+    rt: &tokio::runtime::Runtime,
+    client: &mut FederationClient<tonic::transport::Channel>,
+) -> Vec<archipel_proto::v1::HeldRecord> {
+    rt.block_on(client.list_held(ListHeldRequest {
+        after: String::new(),
+        limit: 1000,
+    }))
+    .expect("list what the holder keeps")
+    .into_inner()
+    .records
+}
+
 /// A gRPC client that speaks as `node` (with its own key), as ransomware controlling that
 /// node could.
 async fn as_node(
@@ -211,16 +225,7 @@ fn an_origin_that_asks_its_holders_to_delete_or_overwrite_everything_gets_nothin
     for h in 1..3 {
         let holder_id = c.id(h).to_string();
         let mut client = rt.block_on(as_node(c.node(0), &holder_id, &c.peer_addr(0, h)));
-        let held = |client: &mut FederationClient<_>| {
-            rt.block_on(client.list_held(ListHeldRequest {
-                after: String::new(),
-                limit: 1000,
-            }))
-            .unwrap()
-            .into_inner()
-            .records
-        };
-        let before = held(&mut client);
+        let before = held_for(&rt, &mut client);
         assert_eq!(before.len(), records.len());
 
         // 1. Delete everything: refused, with the reason.
@@ -271,7 +276,7 @@ fn an_origin_that_asks_its_holders_to_delete_or_overwrite_everything_gets_nothin
         assert_eq!(commit.refused.len(), records.len());
 
         // Nothing changed at the holder.
-        assert_eq!(held(&mut client), before);
+        assert_eq!(held_for(&rt, &mut client), before);
         // The holder logged each refusal and raised an alert about this origin.
         let origin = c.id(0).to_string();
         let ev = events(c.node(h));
@@ -301,14 +306,7 @@ fn a_peer_sending_forged_envelopes_or_altered_blobs_is_refused_and_logged() {
     let holder_id = c.id(h).to_string();
     let rt = runtime();
     let mut origin = rt.block_on(as_node(c.node(0), &holder_id, &c.peer_addr(0, h)));
-    let held = rt
-        .block_on(origin.list_held(ListHeldRequest {
-            after: String::new(),
-            limit: 10,
-        }))
-        .unwrap()
-        .into_inner()
-        .records;
+    let held = held_for(&rt, &mut origin);
     let copy = held[0].copy.clone().unwrap();
     let refusals_before = events(c.node(h))
         .iter()
@@ -477,14 +475,7 @@ fn a_replaced_key_envelope_never_erases_the_one_a_holder_kept() {
     let holder_id = c.id(h).to_string();
     let rt = runtime();
     let mut origin = rt.block_on(as_node(c.node(0), &holder_id, &c.peer_addr(0, h)));
-    let held = rt
-        .block_on(origin.list_held(ListHeldRequest {
-            after: String::new(),
-            limit: 10,
-        }))
-        .unwrap()
-        .into_inner()
-        .records;
+    let held = held_for(&rt, &mut origin);
     let original = held[0].copy.clone().unwrap();
     // Ransomware at the origin sends the same envelope with a key envelope nobody can open.
     let mut garbage = original.clone();

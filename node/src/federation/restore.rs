@@ -319,6 +319,12 @@ pub async fn restore(
     let mut announced: HashMap<String, ()> = HashMap::new();
     for from in 0..sources.len() {
         let mut after = String::new();
+        // The holder's key checks its receipts (learnt once per peer, not per page).
+        let peer = sources[from].peer.clone();
+        let key = {
+            let s = &mut sources[from];
+            peer_key(archive, &s.peer, &mut s.client).await?
+        };
         loop {
             let page = sources[from]
                 .client
@@ -332,11 +338,6 @@ pub async fn restore(
                     reason: s.message().to_string(),
                 })?
                 .into_inner();
-            let peer = sources[from].peer.clone();
-            let key = {
-                let s = &mut sources[from];
-                peer_key(archive, &s.peer, &mut s.client).await?
-            };
             let mut todo = Vec::new();
             for held in page.records {
                 let copy = held.copy.clone().unwrap_or_default();

@@ -417,16 +417,24 @@ pub fn client_config(
     signing_key: &SigningKey,
     pinned: PinnedPeers,
 ) -> Result<Arc<ClientConfig>, TransportError> {
+    client_config_with(signing_key, Arc::new(PinnedPeerVerifier::new(pinned))).map(Arc::new)
+}
+
+/// The client configuration every peer connection uses, around a given server verifier.
+fn client_config_with(
+    signing_key: &SigningKey,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<ClientConfig, TransportError> {
     let (cert, key) = node_certificate(signing_key)?;
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedPeerVerifier::new(pinned)))
+        .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(vec![cert], key)?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     config.resumption = rustls::client::Resumption::disabled();
     config.enable_sni = false;
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 /// Serves `router` to pinned peers on `listener` until `shutdown` completes, then drains the
@@ -616,13 +624,14 @@ impl ServerCertVerifier for DiscoveringVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
+    // Signatures are checked exactly as for pinned peers.
     fn verify_tls12_signature(
         &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(tls12_refused())
+        ServerCertVerifier::verify_tls12_signature(&self.inner, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -631,11 +640,11 @@ impl ServerCertVerifier for DiscoveringVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.signature(message, cert, dss)
+        ServerCertVerifier::verify_tls13_signature(&self.inner, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.algorithms.supported_schemes()
+        ServerCertVerifier::supported_verify_schemes(&self.inner)
     }
 }
 
@@ -648,15 +657,7 @@ pub async fn discover_node_id(
         inner: PinnedPeerVerifier::new(PinnedPeers::new()),
         seen: std::sync::Mutex::new(None),
     });
-    let (cert, key) = node_certificate(signing_key)?;
-    let mut config = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_client_auth_cert(vec![cert], key)?;
-    config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    config.resumption = rustls::client::Resumption::disabled();
-    config.enable_sni = false;
+    let config = client_config_with(signing_key, verifier.clone())?;
     let unreachable = |reason: String| TransportError::InvalidAddress {
         address: address.to_string(),
         reason,
