@@ -138,6 +138,27 @@ pub struct Store {
     generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Opens sled, waiting up to two seconds for its file lock.
+///
+/// The caller already holds the data directory's own lock (`identity::lock`), so another
+/// node cannot be the holder: sled 0.34 releases its lock from a background thread after
+/// the last `Db` handle is dropped (spacejam/sled#1234), and a node reopened in the same
+/// process (a restart in tests, `restore` then `run`) can race that thread.
+fn open_db(config: sled::Config) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database and removes leftovers of unacknowledged ingests.
     /// `reserve`: free bytes no blob write may eat into (see `Config::disk_reserve_mib`).
@@ -148,11 +169,12 @@ impl Store {
         reserve: u64,
         blobs_in: Option<&Path>,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_capacity)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_db(
+            sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_capacity)
+                .mode(sled::Mode::HighThroughput),
+        )?;
         let blobs: Arc<dyn BlobStore> = match blobs_in {
             Some(dir) => Arc::new(FileBlobStore::open(dir, &db)?),
             None => Arc::new(SledBlobStore::open(&db)?),
