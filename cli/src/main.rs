@@ -5,6 +5,7 @@ mod commands;
 mod connect;
 mod demo;
 mod federation;
+mod keys;
 mod log;
 mod metadata;
 mod output;
@@ -99,6 +100,9 @@ enum Command {
     Verify { record: Option<String> },
     /// The node's identity and counters; with RECORD, where that record's copies are.
     Status { record: Option<String> },
+    /// The territory's age key and recovery recipients: rotate, retire, add, remove.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Per peer: what each territory keeps for the others (reciprocity), against offers.
     Federation,
     /// Start a three-territory federation on loopback with sample records, to try things.

@@ -50,6 +50,9 @@ pub struct Config {
     pub log_json: bool,
     /// How often (seconds) a checkpoint of the audit log is signed when the log has grown.
     pub checkpoint_interval_secs: u64,
+    /// On SIGTERM, how long (seconds) admin requests in flight (ingests) and peers'
+    /// transfers may take to finish; what has not committed by then is rolled back.
+    pub shutdown_grace_secs: u64,
     /// HOST:PORT where other territories' nodes reach this one (mutual TLS, pinned peers
     /// only); unset: no federation listener.
     pub peer_listen: Option<String>,
@@ -206,6 +209,7 @@ impl Default for Config {
             disk_reserve_mib: 256,
             log_json: false,
             checkpoint_interval_secs: 60,
+            shutdown_grace_secs: 30,
             tsa_url: None,
             peer_listen: None,
             gateway_listen: None,
@@ -257,6 +261,12 @@ impl Config {
             problems.push(format!(
                 "blob_size_kib = {}: must be between 64 and 16384 (a few MiB is best)",
                 self.blob_size_kib
+            ));
+        }
+        if !(1..=3_600).contains(&self.shutdown_grace_secs) {
+            problems.push(format!(
+                "shutdown_grace_secs = {}: must be between 1 and 3600",
+                self.shutdown_grace_secs
             ));
         }
         if !(1..=86_400).contains(&self.checkpoint_interval_secs) {

@@ -41,6 +41,8 @@ pub enum Error {
     Reconcile(#[from] crate::federation::reconcile::ReconcileError),
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
+    #[error(transparent)]
+    KeyManagement(#[from] crate::key_management::KeyManagementError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("I/O error on {path}: {source}")]
@@ -108,6 +110,16 @@ impl From<Error> for tonic::Status {
             }
             // Their modules say which code fits each of their variants.
             Error::Witness(w) => Status::new(w.code(), msg),
+            Error::KeyManagement(k) => {
+                use crate::key_management::KeyManagementError as K;
+                match k {
+                    K::NothingToRetire | K::RewrapPending | K::HoldersBehind { .. } => {
+                        Status::failed_precondition(msg)
+                    }
+                    K::Keys(KeyError::BadRecipient(_)) => Status::invalid_argument(msg),
+                    _ => Status::internal(msg),
+                }
+            }
             Error::Reconcile(r) => Status::new(r.code(), msg),
             Error::Keys(_)
             | Error::Identity(_)

@@ -98,6 +98,26 @@ pub fn write_secret(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
     f.sync_all().map_err(io_err(path))
 }
 
+/// Replaces a secret file (mode 0600) atomically: a crash leaves the old or the new
+/// contents, never a mix. Key rotation and recovery-recipient changes use it.
+pub fn replace_secret(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    write_secret(&tmp, contents)?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(path)
+}
+
+/// Makes a rename durable: the directory entry is flushed too.
+fn sync_dir(path: &Path) -> Result<(), IdentityError> {
+    match path.parent() {
+        Some(dir) => fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir)),
+        None => Ok(()),
+    }
+}
+
 /// Reads a secret file after checking that only its owner can read it.
 pub fn read_secret(data: &Path, name: &str) -> Result<String, IdentityError> {
     let path = keys_dir(data).join(name);
@@ -168,8 +188,21 @@ pub fn write_node_file(data: &Path, file: &NodeFile) -> Result<(), IdentityError
         why: e.to_string(),
     })?;
     let tmp = data.join("node.toml.tmp");
-    fs::write(&tmp, text).map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))
+    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    sync_dir(&path)
+}
+
+/// Reads `node.toml` alone (no key files), e.g. to update it after a key rotation.
+pub fn read_node_file(data: &Path) -> Result<NodeFile, IdentityError> {
+    let path = data.join("node.toml");
+    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    toml::from_str(&text).map_err(|e| IdentityError::Malformed {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })
 }
 
 pub fn load(data: &Path) -> Result<NodeIdentity, IdentityError> {

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::RwLock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -46,17 +47,39 @@ pub enum KeyError {
 }
 
 /// All secrets of a territory's node, loaded from the data directory.
+///
+/// The territory key and the recovery recipients change at run time (key rotation,
+/// `keys recovery add|remove`), so they sit behind a lock; the index key never changes.
 pub struct Keyring {
-    territory: age::x25519::Identity,
-    recovery: Vec<age::x25519::Recipient>,
+    state: RwLock<KeyState>,
     index_key: [u8; 32],
+}
+
+/// The age keys of the territory as they stand now.
+#[derive(Clone)]
+struct KeyState {
+    /// New record keys are wrapped to this identity's recipient.
+    territory: age::x25519::Identity,
+    /// Earlier territory identities, kept (in `keys/previous-territory.keys`) until
+    /// `keys retire` has checked that no key envelope needs them any more.
+    previous: Vec<age::x25519::Identity>,
+    recovery: Vec<age::x25519::Recipient>,
+}
+
+/// What a key change did, for the audit log and the operator.
+#[derive(Debug, Clone, Default)]
+pub struct KeyChange {
+    pub old_recipient: String,
+    pub new_recipient: String,
 }
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.read();
         f.debug_struct("Keyring")
-            .field("territory", &self.territory.to_public().to_string())
-            .field("recovery", &self.recovery.len())
+            .field("territory", &s.territory.to_public().to_string())
+            .field("previous", &s.previous.len())
+            .field("recovery", &s.recovery.len())
             .finish_non_exhaustive()
     }
 }
@@ -71,6 +94,37 @@ pub fn parse_identity(s: &str, what: &str) -> Result<age::x25519::Identity, KeyE
     })
 }
 
+const PREVIOUS_FILE: &str = "previous-territory.keys";
+const RECOVERY_FILE: &str = "recovery.txt";
+
+fn io_error(path: &Path, source: std::io::Error) -> KeyError {
+    IdentityError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+    .into()
+}
+
+fn identities_text(ids: &[age::x25519::Identity]) -> String {
+    ids.iter()
+        .map(|i| format!("{}\n", i.to_string().expose_secret()))
+        .collect()
+}
+
+fn recipients_text(rs: &[age::x25519::Recipient]) -> String {
+    rs.iter().map(|r| format!("{r}\n")).collect()
+}
+
+/// Replaces a public file atomically (write, fsync, rename).
+fn replace_public(path: &Path, text: &str) -> Result<(), KeyError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_error(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+}
+
 impl Keyring {
     /// Creates fresh territory keys in `data/keys` (which must exist, mode 0700).
     pub fn create(data: &Path, recovery: &[String]) -> Result<Self, KeyError> {
@@ -78,34 +132,49 @@ impl Keyring {
             .iter()
             .map(|r| parse_recipient(r))
             .collect::<Result<Vec<_>, _>>()?;
-        let territory = age::x25519::Identity::generate();
         let mut index_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut index_key);
         let ring = Keyring {
-            territory,
-            recovery,
+            state: RwLock::new(KeyState {
+                territory: age::x25519::Identity::generate(),
+                previous: Vec::new(),
+                recovery,
+            }),
             index_key,
         };
         ring.write(data)?;
         Ok(ring)
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeyState> {
+        // A panic while holding the lock cannot leave a half-changed state: every change
+        // builds a whole new KeyState first, so a poisoned lock still guards good data.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, KeyState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn write(&self, data: &Path) -> Result<(), KeyError> {
         let keys = identity::keys_dir(data);
+        let s = self.read();
         identity::write_secret(
             &keys.join("territory.key"),
-            format!("{}\n", self.territory.to_string().expose_secret()).as_bytes(),
+            format!("{}\n", s.territory.to_string().expose_secret()).as_bytes(),
         )?;
         identity::write_secret(
             &keys.join("index.key"),
             format!("{}\n", hex::encode(self.index_key)).as_bytes(),
         )?;
-        let recipients: String = self.recovery.iter().map(|r| format!("{r}\n")).collect();
-        let path = keys.join("recovery.txt");
-        std::fs::write(&path, recipients).map_err(|source| IdentityError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        if !s.previous.is_empty() {
+            identity::write_secret(
+                &keys.join(PREVIOUS_FILE),
+                identities_text(&s.previous).as_bytes(),
+            )?;
+        }
+        let path = keys.join(RECOVERY_FILE);
+        std::fs::write(&path, recipients_text(&s.recovery)).map_err(|e| io_error(&path, e))?;
         Ok(())
     }
 
@@ -121,7 +190,16 @@ impl Keyring {
             .ok_or_else(|| KeyError::BadIdentity {
                 what: "keys/index.key (expected 64 hex digits)".into(),
             })?;
-        let path = identity::keys_dir(data).join("recovery.txt");
+        let previous = match identity::read_secret(data, PREVIOUS_FILE) {
+            Ok(text) => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| parse_identity(l, "keys/previous-territory.keys"))
+                .collect::<Result<Vec<_>, _>>()?,
+            Err(IdentityError::Missing { .. }) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let path = identity::keys_dir(data).join(RECOVERY_FILE);
         let recovery = match std::fs::read_to_string(&path) {
             Ok(t) => t
                 .lines()
@@ -129,50 +207,143 @@ impl Keyring {
                 .map(parse_recipient)
                 .collect::<Result<Vec<_>, _>>()?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
-                return Err(IdentityError::Io {
-                    path: path.display().to_string(),
-                    source,
-                }
-                .into());
-            }
+            Err(source) => return Err(io_error(&path, source)),
         };
         Ok(Keyring {
-            territory,
-            recovery,
+            state: RwLock::new(KeyState {
+                territory,
+                previous,
+                recovery,
+            }),
             index_key,
         })
     }
 
     pub fn territory_recipient(&self) -> String {
-        self.territory.to_public().to_string()
+        self.read().territory.to_public().to_string()
+    }
+
+    /// Recipients of territory keys that were rotated out but not yet retired.
+    pub fn previous_recipients(&self) -> Vec<String> {
+        self.read()
+            .previous
+            .iter()
+            .map(|i| i.to_public().to_string())
+            .collect()
     }
 
     pub fn recovery_recipients(&self) -> Vec<String> {
-        self.recovery.iter().map(|r| r.to_string()).collect()
+        self.read().recovery.iter().map(|r| r.to_string()).collect()
     }
 
     /// Wraps a record key to the territory and every recovery recipient.
     pub fn wrap_record_key(&self, record_key: &age::x25519::Identity) -> Result<Vec<u8>, KeyError> {
-        let territory = self.territory.to_public();
+        let s = self.read();
+        let territory = s.territory.to_public();
         let mut recipients: Vec<&dyn age::Recipient> = vec![&territory];
-        recipients.extend(self.recovery.iter().map(|r| r as &dyn age::Recipient));
+        recipients.extend(s.recovery.iter().map(|r| r as &dyn age::Recipient));
         seal_to(
             recipients.into_iter(),
             record_key.to_string().expose_secret().as_bytes(),
         )
     }
 
+    /// Opens a key envelope with the current territory key or, during a rotation, an
+    /// earlier one.
     pub fn unwrap_record_key(
         &self,
         envelope: &[u8],
         record_id: &str,
     ) -> Result<age::x25519::Identity, KeyError> {
-        let what = format!("key envelope of record {record_id}");
-        let plain = open_with(&self.territory, envelope, &what)?;
-        let text =
-            String::from_utf8(plain).map_err(|_| KeyError::BadIdentity { what: what.clone() })?;
-        parse_identity(&text, &what)
+        let s = self.read();
+        let ids = std::iter::once(&s.territory).chain(s.previous.iter());
+        unwrap_with(ids, envelope, record_id)
+    }
+
+    /// Opens a key envelope with the current territory key only: what `keys retire`
+    /// checks before it destroys the earlier ones.
+    pub fn opens_with_current(&self, envelope: &[u8], record_id: &str) -> bool {
+        let s = self.read();
+        unwrap_with(std::iter::once(&s.territory), envelope, record_id).is_ok()
+    }
+
+    /// Replaces the territory key with a fresh one. The old key is kept with the earlier
+    /// ones until retired, so every existing key envelope still opens meanwhile.
+    ///
+    /// Order on disk, each step atomic: the previous-keys file (now holding the old key),
+    /// then `territory.key`, then `node.toml`. A crash between two steps leaves a node
+    /// that starts: `check_against` accepts a `node.toml` that names a previous key.
+    pub fn rotate(&self, data: &Path) -> Result<KeyChange, KeyError> {
+        let mut s = self.write_state();
+        let old = s.territory.clone();
+        let mut next = s.clone();
+        next.territory = age::x25519::Identity::generate();
+        next.previous.push(old.clone());
+        let keys = identity::keys_dir(data);
+        identity::replace_secret(
+            &keys.join(PREVIOUS_FILE),
+            identities_text(&next.previous).as_bytes(),
+        )?;
+        identity::replace_secret(
+            &keys.join("territory.key"),
+            format!("{}\n", next.territory.to_string().expose_secret()).as_bytes(),
+        )?;
+        let mut file = identity::read_node_file(data)?;
+        file.territory_recipient = next.territory.to_public().to_string();
+        identity::write_node_file(data, &file)?;
+        let change = KeyChange {
+            old_recipient: old.to_public().to_string(),
+            new_recipient: next.territory.to_public().to_string(),
+        };
+        *s = next;
+        Ok(change)
+    }
+
+    /// Destroys the earlier territory keys. The caller checks first that no key envelope
+    /// of this node needs them. Returns their recipients.
+    pub fn retire_previous(&self, data: &Path) -> Result<Vec<String>, KeyError> {
+        let mut s = self.write_state();
+        let retired = s
+            .previous
+            .iter()
+            .map(|i| i.to_public().to_string())
+            .collect();
+        let path = identity::keys_dir(data).join(PREVIOUS_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&path, e)),
+        }
+        s.previous.clear();
+        Ok(retired)
+    }
+
+    /// Adds (`add = true`) or removes a recovery recipient. Returns false when there was
+    /// nothing to do (already there, or not there).
+    pub fn change_recovery(
+        &self,
+        data: &Path,
+        recipient: &str,
+        add: bool,
+    ) -> Result<bool, KeyError> {
+        let r = parse_recipient(recipient)?;
+        let mut s = self.write_state();
+        let present = s.recovery.iter().any(|x| x.to_string() == r.to_string());
+        if present == add {
+            return Ok(false);
+        }
+        let mut next = s.recovery.clone();
+        if add {
+            next.push(r);
+        } else {
+            next.retain(|x| x.to_string() != r.to_string());
+        }
+        replace_public(
+            &identity::keys_dir(data).join(RECOVERY_FILE),
+            &recipients_text(&next),
+        )?;
+        s.recovery = next;
+        Ok(true)
     }
 
     /// Identifies the index key without revealing it (kept in `node.toml`).
@@ -184,7 +355,11 @@ impl Keyring {
     /// territory key would serve this archive under the wrong identity.
     pub fn check_against(&self, id: &identity::NodeIdentity) -> Result<(), KeyError> {
         let found = self.territory_recipient();
-        if found != id.territory_recipient {
+        // A rotation interrupted before `node.toml` was rewritten leaves it naming the
+        // previous key: still this node's.
+        if found != id.territory_recipient
+            && !self.previous_recipients().contains(&id.territory_recipient)
+        {
             return Err(KeyError::WrongKey {
                 file: "keys/territory.key",
                 expected: id.territory_recipient.clone(),
@@ -294,6 +469,28 @@ pub fn open_with(
     Ok(out)
 }
 
+/// Opens a key envelope with any of some identities and parses the record key inside.
+fn unwrap_with<'a>(
+    ids: impl Iterator<Item = &'a age::x25519::Identity>,
+    envelope: &[u8],
+    record_id: &str,
+) -> Result<age::x25519::Identity, KeyError> {
+    let what = format!("key envelope of record {record_id}");
+    let err = |why: String| KeyError::Decrypt {
+        what: what.clone(),
+        why,
+    };
+    let dec = age::Decryptor::new_buffered(envelope).map_err(|e| err(e.to_string()))?;
+    let mut r = dec
+        .decrypt(ids.map(|i| i as &dyn age::Identity))
+        .map_err(|e| err(e.to_string()))?;
+    let mut plain = Vec::new();
+    r.read_to_end(&mut plain).map_err(|e| err(e.to_string()))?;
+    let text =
+        String::from_utf8(plain).map_err(|_| KeyError::BadIdentity { what: what.clone() })?;
+    parse_identity(&text, &what)
+}
+
 /// Every secret needed to rebuild a node elsewhere.
 #[derive(Serialize, Deserialize)]
 pub struct RecoveryKit {
@@ -304,6 +501,10 @@ pub struct RecoveryKit {
     pub territory_key: String,
     pub index_key: String,
     pub recovery_recipients: Vec<String>,
+    /// Territory keys rotated out but not yet retired: key envelopes made before the
+    /// rotation may still need them. Absent from kits made before rotation existed.
+    #[serde(default)]
+    pub previous_territory_keys: Vec<String>,
 }
 
 const KIT_FORMAT: &str = "archipel-recovery-kit-v1";
@@ -317,9 +518,20 @@ impl RecoveryKit {
             territory: id.territory.clone(),
             node_id: id.node_id.clone(),
             node_key: identity::encode_seed(&id.signing_key).trim().to_string(),
-            territory_key: ring.territory.to_string().expose_secret().to_string(),
+            territory_key: ring
+                .read()
+                .territory
+                .to_string()
+                .expose_secret()
+                .to_string(),
             index_key: hex::encode(ring.index_key),
             recovery_recipients: ring.recovery_recipients(),
+            previous_territory_keys: ring
+                .read()
+                .previous
+                .iter()
+                .map(|i| i.to_string().expose_secret().to_string())
+                .collect(),
         })
     }
 
@@ -357,12 +569,19 @@ impl RecoveryKit {
             )));
         }
         let ring = Keyring {
-            territory: parse_identity(&self.territory_key, "recovery kit territory key")?,
-            recovery: self
-                .recovery_recipients
-                .iter()
-                .map(|r| parse_recipient(r))
-                .collect::<Result<_, _>>()?,
+            state: RwLock::new(KeyState {
+                territory: parse_identity(&self.territory_key, "recovery kit territory key")?,
+                previous: self
+                    .previous_territory_keys
+                    .iter()
+                    .map(|k| parse_identity(k, "recovery kit previous territory key"))
+                    .collect::<Result<_, _>>()?,
+                recovery: self
+                    .recovery_recipients
+                    .iter()
+                    .map(|r| parse_recipient(r))
+                    .collect::<Result<_, _>>()?,
+            }),
             index_key: hex::decode(&self.index_key)
                 .ok()
                 .and_then(|v| v.try_into().ok())
@@ -387,22 +606,133 @@ impl RecoveryKit {
 mod tests {
     use super::*;
 
-    fn ring() -> Keyring {
+    fn ring_with(recovery: Vec<age::x25519::Recipient>) -> Keyring {
         Keyring {
-            territory: age::x25519::Identity::generate(),
-            recovery: vec![age::x25519::Identity::generate().to_public()],
+            state: RwLock::new(KeyState {
+                territory: age::x25519::Identity::generate(),
+                previous: Vec::new(),
+                recovery,
+            }),
             index_key: [5; 32],
         }
     }
 
+    fn ring() -> Keyring {
+        ring_with(vec![age::x25519::Identity::generate().to_public()])
+    }
+
+    /// A data directory as `init` makes it, without the database.
+    fn data_dir() -> (tempfile::TempDir, Keyring) {
+        let d = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let node_id = identity::create_layout(d.path(), &key).unwrap();
+        let ring = Keyring::create(d.path(), &[]).unwrap();
+        identity::write_node_file(
+            d.path(),
+            &identity::NodeFile {
+                territory: "Commune".into(),
+                node_id,
+                created_at: String::new(),
+                territory_recipient: ring.territory_recipient(),
+                index_key_check: ring.index_key_check(),
+            },
+        )
+        .unwrap();
+        (d, ring)
+    }
+
+    #[test]
+    fn rotation_keeps_old_envelopes_open_until_retired_and_survives_a_reload() {
+        let (d, ring) = data_dir();
+        let rk = age::x25519::Identity::generate();
+        let before = ring.wrap_record_key(&rk).unwrap();
+        let change = ring.rotate(d.path()).unwrap();
+        assert_ne!(change.old_recipient, change.new_recipient);
+        assert_eq!(ring.territory_recipient(), change.new_recipient);
+        assert_eq!(
+            ring.previous_recipients(),
+            vec![change.old_recipient.clone()]
+        );
+        // Old envelopes still open, but not with the new key alone.
+        assert!(ring.unwrap_record_key(&before, "r").is_ok());
+        assert!(!ring.opens_with_current(&before, "r"));
+        let after = ring.wrap_record_key(&rk).unwrap();
+        assert!(ring.opens_with_current(&after, "r"));
+        // What is on disk is what is in memory, node.toml included.
+        let loaded = Keyring::load(d.path()).unwrap();
+        assert_eq!(loaded.territory_recipient(), change.new_recipient);
+        assert!(loaded.unwrap_record_key(&before, "r").is_ok());
+        let id = identity::load(d.path()).unwrap();
+        assert_eq!(id.territory_recipient, change.new_recipient);
+        loaded.check_against(&id).unwrap();
+        // A kit made now carries the previous key too.
+        let kit = RecoveryKit::from_data_dir(d.path()).unwrap();
+        assert_eq!(kit.previous_territory_keys.len(), 1);
+        // Retired: the old key is gone from memory and disk.
+        let retired = ring.retire_previous(d.path()).unwrap();
+        assert_eq!(retired, vec![change.old_recipient]);
+        assert!(ring.unwrap_record_key(&before, "r").is_err());
+        assert!(
+            Keyring::load(d.path())
+                .unwrap()
+                .unwrap_record_key(&before, "r")
+                .is_err()
+        );
+        assert!(!identity::keys_dir(d.path()).join(PREVIOUS_FILE).exists());
+    }
+
+    #[test]
+    fn a_rotation_interrupted_before_node_toml_still_starts() {
+        let (d, ring) = data_dir();
+        let id_before = identity::load(d.path()).unwrap();
+        ring.rotate(d.path()).unwrap();
+        // As if the crash came before node.toml was rewritten.
+        let loaded = Keyring::load(d.path()).unwrap();
+        loaded.check_against(&id_before).unwrap();
+        // Another node's node.toml is still refused.
+        let other = identity::NodeIdentity {
+            territory_recipient: age::x25519::Identity::generate().to_public().to_string(),
+            ..identity::load(d.path()).unwrap()
+        };
+        assert!(matches!(
+            loaded.check_against(&other),
+            Err(KeyError::WrongKey { .. })
+        ));
+    }
+
+    #[test]
+    fn recovery_recipients_change_on_disk_and_in_new_envelopes() {
+        let (d, ring) = data_dir();
+        let holder = age::x25519::Identity::generate();
+        let r = holder.to_public().to_string();
+        assert!(ring.change_recovery(d.path(), &r, true).unwrap());
+        assert!(!ring.change_recovery(d.path(), &r, true).unwrap());
+        let rk = age::x25519::Identity::generate();
+        let env = ring.wrap_record_key(&rk).unwrap();
+        assert!(open_with(&holder, &env, "env").is_ok());
+        assert_eq!(
+            Keyring::load(d.path()).unwrap().recovery_recipients(),
+            vec![r.clone()]
+        );
+        assert!(ring.change_recovery(d.path(), &r, false).unwrap());
+        let env = ring.wrap_record_key(&rk).unwrap();
+        assert!(open_with(&holder, &env, "env").is_err());
+        assert!(
+            Keyring::load(d.path())
+                .unwrap()
+                .recovery_recipients()
+                .is_empty()
+        );
+        assert!(matches!(
+            ring.change_recovery(d.path(), "age1nope", true),
+            Err(KeyError::BadRecipient(_))
+        ));
+    }
+
     #[test]
     fn record_key_opens_with_territory_and_recovery_only() {
-        let r = ring();
         let recovery_id = age::x25519::Identity::generate();
-        let r = Keyring {
-            recovery: vec![recovery_id.to_public()],
-            ..r
-        };
+        let r = ring_with(vec![recovery_id.to_public()]);
         let rk = age::x25519::Identity::generate();
         let env = r.wrap_record_key(&rk).unwrap();
         let back = r.unwrap_record_key(&env, "r1").unwrap();
@@ -441,6 +771,7 @@ mod tests {
             territory_key: "t".into(),
             index_key: "i".into(),
             recovery_recipients: vec![],
+            previous_territory_keys: vec![],
         };
         let sealed = k.seal("correct horse", Some(4)).unwrap();
         assert!(!sealed.windows(7).any(|w| w == b"Commune"));

@@ -14,6 +14,7 @@ pub mod fixity;
 pub mod gateway;
 pub mod identity;
 pub mod ingest;
+pub mod key_management;
 pub mod keys;
 pub mod log;
 pub mod metrics;

@@ -300,25 +300,26 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.changed().await;
     };
-    let admin = node.serve_admin(listener, wait(stopped.clone()));
+    let grace = std::time::Duration::from_secs(node.archive.config.shutdown_grace_secs);
+    // In-flight ingests get the grace period to commit; one still streaming after it is
+    // dropped, and its staged blobs are removed (now, or at the next start).
+    let admin = drained(
+        node.serve_admin(listener, wait(stopped.clone())),
+        wait(stopped.clone()),
+        grace,
+        "admin requests (ingests)",
+    );
     let peers = async {
         match peer_listener {
+            // A peer that keeps its connection open must not hold the node up forever.
             Some(l) => {
-                // A peer that keeps its connection open must not hold the node up forever
-                // after SIGTERM: its connections get PEER_DRAIN to finish, then are dropped.
-                let serve = node.serve_peers(l, wait(stopped.clone()));
-                tokio::pin!(serve);
-                let drained = async {
-                    wait(stopped.clone()).await;
-                    tokio::time::sleep(PEER_DRAIN).await;
-                };
-                tokio::select! {
-                    r = &mut serve => r,
-                    () = drained => {
-                        tracing::warn!("peer connections still open {PEER_DRAIN:?} after shutdown began: dropped");
-                        Ok(())
-                    }
-                }
+                drained(
+                    node.serve_peers(l, wait(stopped.clone())),
+                    wait(stopped.clone()),
+                    grace,
+                    "peer connections",
+                )
+                .await
             }
             None => Ok(()),
         }
@@ -351,8 +352,26 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long peers' open connections may take to finish once the node is stopping.
-const PEER_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// Runs a server until it stops by itself, or until `grace` after `stopping` fires.
+async fn drained(
+    serve: impl std::future::Future<Output = archipel_node::Result<()>>,
+    stopping: impl std::future::Future<Output = ()>,
+    grace: std::time::Duration,
+    what: &str,
+) -> archipel_node::Result<()> {
+    tokio::pin!(serve);
+    let deadline = async {
+        stopping.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = &mut serve => r,
+        () = deadline => {
+            tracing::warn!("{what} still open {grace:?} after shutdown began: dropped");
+            Ok(())
+        }
+    }
+}
 
 async fn restore(cfg: Config, peers: Vec<String>) -> anyhow::Result<()> {
     use std::io::IsTerminal;

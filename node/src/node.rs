@@ -215,6 +215,9 @@ impl Node {
             .build_v1()
             .map_err(|e| Error::Protocol(format!("reflection: {e}")))?;
         let audit = AuditLogServer::new(AuditService::new(self.archive.clone()));
+        let keys = archipel_proto::v1::keys_server::KeysServer::new(
+            crate::admin::KeysService::new(self.archive.clone()),
+        );
         let service = ArchiveServer::new(AdminService::new(self.archive.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -240,6 +243,7 @@ impl Node {
             .add_service(reflection)
             .add_service(service)
             .add_service(audit)
+            .add_service(keys)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|e| Error::Protocol(format!("admin server: {e}")));

@@ -45,6 +45,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "deaccession",
     "archipel:key export",
     "archipel:key rotation",
+    "archipel:key retirement",
     "archipel:recipients change",
     "archipel:peer change",
     "archipel:alert",

@@ -127,6 +127,21 @@ pub fn alter_blob(data: &Path, id: &[u8], remove: bool) {
     std::fs::write(&path, v).expect("write blob file");
 }
 
+/// Every record's key envelope in a stopped node's database, by record ID.
+pub fn key_envelopes(data: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let db = sled::Config::new()
+        .path(data.join("db"))
+        .open()
+        .expect("open the node's database (is the node stopped?)");
+    let tree = db.open_tree("record_keys").expect("record_keys tree");
+    tree.iter()
+        .map(|kv| {
+            let (k, v) = kv.expect("read record_keys");
+            (String::from_utf8_lossy(&k).into_owned(), v.to_vec())
+        })
+        .collect()
+}
+
 /// A current-thread runtime for tests that speak gRPC themselves.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -29,9 +29,10 @@ pub async fn custody(archive: &Arc<Archive>, record_id: &str) -> Result<CustodyR
             .envelope(&id)?
             .ok_or_else(|| StoreError::NotFound(id.clone()))?;
         let digest = *blake3::hash(&envelope).as_bytes();
+        let key_digest = *blake3::hash(&a.store.key_envelope(&id)?.unwrap_or_default()).as_bytes();
         let peers = a.peers.list().map_err(fed)?;
         let cands = replicator::candidates(&a, &peers)?;
-        let plan = replicator::plan(&a, &cands, &id, &digest)?;
+        let plan = replicator::plan(&a, &cands, &id, &digest, &key_digest)?;
         let holders = a
             .custody
             .holders_of(&id)?

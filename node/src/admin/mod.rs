@@ -2,9 +2,11 @@
 
 mod audit;
 mod federation;
+mod keys;
 mod peers;
 
 pub use audit::AuditService;
+pub use keys::KeysService;
 
 use crate::archive::{Archive, ListFilter};
 use crate::error::Error;

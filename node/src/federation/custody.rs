@@ -50,6 +50,10 @@ pub struct NewReceipt {
     pub territory: String,
     pub receipt: CustodyReceipt,
     pub envelope_digest: [u8; 32],
+    /// BLAKE3 of the key envelope the holder was sent: after a key rotation the origin
+    /// sends the re-wrapped envelope again, and retires the old key only once every
+    /// holder has it.
+    pub key_digest: [u8; 32],
     pub stored_bytes: u64,
     /// The audit event; `None` when custody is only being recovered (restore), since the
     /// log already holds the original event.
@@ -120,10 +124,31 @@ impl Custody {
         holder: &str,
         record_id: &str,
     ) -> Result<Option<[u8; 32]>, FederationError> {
-        Ok(self
-            .index
-            .get(key(holder, record_id))?
-            .and_then(|v| v.get(..32).and_then(|d| <[u8; 32]>::try_from(d).ok())))
+        self.index_digest(holder, record_id, 0)
+    }
+
+    /// The 32-byte digest at `at` in a `custody_index` value.
+    fn index_digest(
+        &self,
+        holder: &str,
+        record_id: &str,
+        at: usize,
+    ) -> Result<Option<[u8; 32]>, FederationError> {
+        Ok(self.index.get(key(holder, record_id))?.and_then(|v| {
+            v.get(at..at + 32)
+                .and_then(|d| <[u8; 32]>::try_from(d).ok())
+        }))
+    }
+
+    /// The digest of the key envelope a holder last received with its receipted copy
+    /// (`None` for receipts recorded before key digests were kept: sent again).
+    pub fn receipted_key_digest(
+        &self,
+        holder: &str,
+        record_id: &str,
+    ) -> Result<Option<[u8; 32]>, FederationError> {
+        // After the envelope digest (32 bytes) and the stored bytes (8).
+        self.index_digest(holder, record_id, 40)
     }
 
     /// Records the receipts and their audit events in one transaction.
@@ -157,6 +182,7 @@ impl Custody {
                     custody.insert(key(&r.record_id, &r.holder), v.as_slice())?;
                     let mut iv = r.envelope_digest.to_vec();
                     iv.extend_from_slice(&r.stored_bytes.to_be_bytes());
+                    iv.extend_from_slice(&r.key_digest);
                     index.insert(key(&r.holder, &r.record_id), iv)?;
                     if let Some(e) = r.event.as_ref().filter(|_| log.enabled) {
                         log_tree::append_tx::<FederationError>(log_t, &e.leaf)?;

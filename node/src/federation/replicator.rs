@@ -171,6 +171,7 @@ pub fn plan(
     candidates: &[Candidate],
     record_id: &str,
     envelope_digest: &[u8; 32],
+    key_digest: &[u8; 32],
 ) -> Result<Plan, FederationError> {
     let grace = archive.config.federation.holder_grace_secs;
     let mut plan = Plan::default();
@@ -180,9 +181,18 @@ pub fn plan(
         {
             continue;
         }
-        match archive.custody.receipted_digest(&h.node_id, record_id)? {
-            Some(d) if &d == envelope_digest => plan.holders.push(h.node_id),
-            _ => plan.stale.push(h.node_id),
+        // A holder with an older key envelope (before a key rotation or a change of
+        // recovery recipients) is sent the copy again; its blobs are already there.
+        let current = archive.custody.receipted_digest(&h.node_id, record_id)?
+            == Some(*envelope_digest)
+            && archive
+                .custody
+                .receipted_key_digest(&h.node_id, record_id)?
+                == Some(*key_digest);
+        if current {
+            plan.holders.push(h.node_id);
+        } else {
+            plan.stale.push(h.node_id);
         }
     }
     let mut current = plan.holders.clone();
@@ -389,14 +399,15 @@ fn plan_batches(
         let Some(envelope) = archive.store.envelope(&id)? else {
             continue;
         };
-        let digest = *blake3::hash(&envelope).as_bytes();
-        let p = plan(archive, &cands, &id, &digest)?;
-        if p.targets().next().is_none() {
-            continue;
-        }
         let Some(key_envelope) = archive.store.key_envelope(&id)? else {
             continue;
         };
+        let digest = *blake3::hash(&envelope).as_bytes();
+        let key_digest = *blake3::hash(&key_envelope).as_bytes();
+        let p = plan(archive, &cands, &id, &digest, &key_digest)?;
+        if p.targets().next().is_none() {
+            continue;
+        }
         let env = Envelope::decode(&envelope)
             .map_err(|e| FederationError::Storage(format!("envelope of {id}: {e}")))?;
         let size = archive.store.stored_size_of(&env.blobs)?;
@@ -647,6 +658,7 @@ async fn send_batch_inner(
             territory: peer.territory.clone(),
             receipt: signed,
             envelope_digest: o.digest,
+            key_digest: *blake3::hash(&o.copy.key_envelope).as_bytes(),
             stored_bytes,
             event: Some(event),
         });

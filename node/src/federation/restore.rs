@@ -358,6 +358,7 @@ pub async fn restore(
                         territory: peer.territory.clone(),
                         receipt: r.clone(),
                         envelope_digest: parsed.envelope,
+                        key_digest: *blake3::hash(&copy.key_envelope).as_bytes(),
                         stored_bytes: 0,
                         event: None,
                     });

@@ -112,6 +112,9 @@ pub struct CommitPlan {
 const RECORDS: &[u8] = b"count/records";
 const BLOBS: &[u8] = b"count/blobs";
 const BLOB_BYTES: &[u8] = b"count/blob_bytes";
+/// Present while some key envelopes may still be wrapped to an older set of recipients
+/// (a key rotation or a recovery-recipient change that has not finished re-wrapping).
+const KEY_REWRAP_PENDING: &[u8] = b"keys/rewrap-pending";
 
 fn read_u64(v: Option<sled::IVec>) -> u64 {
     v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -411,6 +414,43 @@ impl Store {
             .record_keys
             .get(record_id.as_bytes())?
             .map(|v| v.to_vec()))
+    }
+
+    /// Replaces a record's key envelope if it is still `old` (a record eliminated meanwhile
+    /// keeps no envelope). Returns whether it was replaced.
+    pub fn replace_key_envelope(
+        &self,
+        record_id: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .record_keys
+            .compare_and_swap(record_id.as_bytes(), Some(old), Some(new))?
+            .is_ok())
+    }
+
+    /// Every record ID with a key envelope, in order.
+    pub fn key_envelope_ids(&self) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
+        self.record_keys
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+    }
+
+    pub fn rewrap_pending(&self) -> Result<bool, StoreError> {
+        Ok(self.meta.contains_key(KEY_REWRAP_PENDING)?)
+    }
+
+    /// Notes (durably) that key envelopes must be re-wrapped, or that they all have been.
+    pub fn set_rewrap_pending(&self, pending: bool) -> Result<(), StoreError> {
+        if pending {
+            self.meta.insert(KEY_REWRAP_PENDING, &[])?;
+        } else {
+            self.meta.remove(KEY_REWRAP_PENDING)?;
+        }
+        self.meta.flush()?;
+        Ok(())
     }
 
     pub fn catalog_entry(&self, record_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
