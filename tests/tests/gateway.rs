@@ -466,3 +466,94 @@ fn gateway_serves_https_with_a_configured_certificate() {
     assert!(home.text().contains(r#"<html lang="fr">"#));
     node.stop().unwrap();
 }
+
+/// Small files are kept decrypted in a bounded cache (gateway/cache.rs): it serves the same
+/// bytes and ranges, never outlives a change of communicability, and a damaged blob is a
+/// 500, never wrong bytes.
+#[test]
+fn small_files_come_from_a_verified_cache_that_never_bypasses_access() {
+    let root = tempfile::tempdir().unwrap();
+    let mut node = TestNode::init_with(
+        root.path(),
+        "node",
+        "Commune de Plouguerneau",
+        &["--gateway-listen", "127.0.0.1:0"],
+    )
+    .unwrap();
+    let config = node.data.join("archipel.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("gateway_rate_per_sec = 0\n{text}")).unwrap();
+    node.start().unwrap();
+    let base = |node: &TestNode| {
+        node.cli_json(&["status"])["gateway_url"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let url = base(&node);
+
+    let small = root.path().join("arrete.pdf");
+    random_file(&small, 10 * 1024, 41).unwrap();
+    let content = std::fs::read(&small).unwrap();
+    let id = ingest(
+        &node,
+        &small,
+        "Arrêté municipal",
+        &["--date", "2000-06-01", "--communicability", "immediate"],
+    );
+    let path = format!("/records/{id}/files/arrete.pdf");
+    for _ in 0..3 {
+        let r = get(&url, &path);
+        assert_eq!(r.status, 200);
+        assert!(r.body == content, "cached bytes differ");
+        assert_eq!(r.header("content-length"), Some("10240"));
+    }
+    let part = curl(&format!("{url}{path}"), &["-H", "Range: bytes=100-199"]);
+    assert_eq!(part.status, 206);
+    assert!(part.body == content[100..200]);
+    assert_eq!(part.header("content-range"), Some("bytes 100-199/10240"));
+    let tail = curl(&format!("{url}{path}"), &["-H", "Range: bytes=-10"]);
+    assert_eq!(tail.status, 206);
+    assert!(tail.body == content[10240 - 10..]);
+
+    // The producer withdraws it (a 50-year delay, metadata public): 403 at once, although
+    // its bytes were in the cache.
+    node.cli_ok(&[
+        "edit",
+        &id,
+        "--communicability",
+        "l213-2-3",
+        "--metadata-public",
+    ]);
+    let r = get(&url, &path);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.body != content);
+
+    // A damaged blob of a small file: 500, and not one byte of content.
+    let other = root.path().join("plan.pdf");
+    random_file(&other, 20 * 1024, 42).unwrap();
+    node.stop().unwrap();
+    let before_ids = archipel_tests::blob_ids(&node.data);
+    node.start().unwrap();
+    let id2 = ingest(
+        &node,
+        &other,
+        "Plan cadastral",
+        &["--communicability", "immediate"],
+    );
+    node.stop().unwrap();
+    let added: Vec<_> = archipel_tests::blob_ids(&node.data)
+        .difference(&before_ids)
+        .cloned()
+        .collect();
+    assert_eq!(added.len(), 1, "one blob for a 20 KiB file");
+    archipel_tests::alter_blob(&node.data, &added[0], false);
+    node.start().unwrap();
+    let r = get(&base(&node), &format!("/records/{id2}/files/plan.pdf"));
+    assert_eq!(r.status, 500, "{}", r.text());
+    let wanted = std::fs::read(&other).unwrap();
+    assert!(
+        !r.body.windows(64).any(|w| w == &wanted[..64]) && r.body.len() != wanted.len(),
+        "damaged file's bytes were served"
+    );
+}

@@ -7,6 +7,9 @@
 //! held back until the file's BLAKE3 has been checked: if it does not match, the connection
 //! is cut before the body is complete, so a client never sees a complete wrong file.
 //!
+//! Files of at most `cache::MAX_FILE` bytes are read whole (verified) and kept decrypted
+//! in a small bounded cache (see `cache`): that is what makes small downloads cheap.
+//!
 //! HTTP: strong `ETag` from the content's BLAKE3, `Cache-Control: public, max-age=86400,
 //! immutable` (a file's content never changes under its URL; one day rather than a year so
 //! that caches drop a record whose communicability is withdrawn), `If-None-Match` (304),
@@ -15,6 +18,7 @@
 //! sandboxing CSP: an archived HTML file must never run in the gateway's origin.
 
 use super::access::require_content;
+use super::cache;
 use super::range::{self, RangeAnswer};
 use super::{GatewayError, Shared, blocking, is_record_id};
 use crate::read::read_range_from;
@@ -190,6 +194,9 @@ async fn serve(
     }
     let body = if method == Method::HEAD || len == 0 {
         Body::empty()
+    } else if file.size <= cache::MAX_FILE {
+        let whole = small_file(gw, id, &manifest, &file).await?;
+        Body::from(whole.slice(start as usize..(start + len) as usize))
     } else {
         let permit = gw
             .downloads
@@ -224,6 +231,40 @@ async fn serve(
     };
     b.body(body)
         .map_err(|e| GatewayError::Worker(e.to_string()).into())
+}
+
+/// A small file whole, from the cache or read (verified) and then cached.
+async fn small_file(
+    gw: &Shared,
+    id: &str,
+    manifest: &archipel_proto::manifest::Manifest,
+    file: &archipel_proto::manifest::FileEntry,
+) -> crate::Result<Bytes> {
+    // Read before the file: if the archive changes meanwhile, this entry is dropped.
+    let generation = gw.archive.store.generation();
+    if let Some(b) = gw.files.get(generation, &file.blake3) {
+        return Ok(b);
+    }
+    let permit = gw
+        .downloads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| GatewayError::Busy)?;
+    let blobs = super::blobs_for(&gw.archive, manifest)?;
+    let (f, record) = (file.clone(), id.to_string());
+    let whole = blocking(move || {
+        let _permit = permit;
+        let mut out = Vec::with_capacity(f.size as usize);
+        // A whole-file read: the file's BLAKE3 is checked before it returns Ok.
+        read_range_from(blobs, &f, &record, 0, f.size, CHUNK, |c| {
+            out.extend_from_slice(&c);
+            true
+        })?;
+        Ok(Bytes::from(out))
+    })
+    .await?;
+    gw.files.put(generation, file.blake3, whole.clone());
+    Ok(whole)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! - `html`: escaping and the page layout (French, RGAA basics);
 //! - `pages`: the HTML pages (home and search, record, communicability);
 //! - `api`: the JSON API and its OpenAPI document;
-//! - `download`: streamed file downloads;
+//! - `download`: streamed file downloads; `cache`: small files kept decrypted, bounded;
 //! - `certificate`: deposit certificates (C2SP tlog-proof);
 //! - `oai`, `tiles`: OAI-PMH and the public log (built separately);
 //! - `limits`: per-client rate limit, size and time limits, path checks, status counters;
@@ -24,6 +24,7 @@
 pub mod access;
 pub mod api;
 pub mod ark;
+pub mod cache;
 pub mod certificate;
 pub mod download;
 pub mod html;
@@ -52,6 +53,8 @@ pub struct Gateway {
     pub index: index::SearchIndex,
     /// File reads running at once; each holds at most one blob and a few chunks in memory.
     pub downloads: Arc<tokio::sync::Semaphore>,
+    /// Small files already decrypted (bounded; dropped whenever a record changes).
+    pub files: cache::FileCache,
 }
 
 /// Downloads served at the same time (more get 503 with `Retry-After`): bounds the memory
@@ -98,6 +101,7 @@ pub fn router(archive: State) -> axum::Router {
     let gateway = Arc::new(Gateway {
         index: index::SearchIndex::default(),
         downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
+        files: cache::FileCache::default(),
         archive: archive.clone(),
     });
     // Build the index now rather than on the first search (when there is a runtime to do
