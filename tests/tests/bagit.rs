@@ -350,6 +350,26 @@ fn an_invalid_bag_is_refused_naming_the_file() {
     std::fs::remove_file(bag.join("tagmanifest-sha512.txt")).unwrap();
     refused(&bag, "manifest", "no payload manifest");
 
+    // Only MD5 manifests: nothing this CLI can check (RFC 8493 asks for SHA-256/512).
+    let src = dir.path().join("md5");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), "premier fichier\n").unwrap();
+    python(
+        "import bagit, sys\nbagit.make_bag(sys.argv[1], {'DC-Title': 'Essai'}, checksums=['md5'])",
+        &[p(&src)],
+    );
+    refused(&src, "manifest-md5.txt", "an MD5-only bag");
+
+    // Valid for BagIt, but a record's files are flat: refused, naming the file.
+    let src = dir.path().join("nested");
+    std::fs::create_dir_all(src.join("sous-dossier")).unwrap();
+    std::fs::write(src.join("sous-dossier/a.txt"), "premier fichier\n").unwrap();
+    python(
+        "import bagit, sys\nbagit.make_bag(sys.argv[1], {'DC-Title': 'Essai'}, checksums=['sha512'])",
+        &[p(&src)],
+    );
+    refused(&src, "data/sous-dossier/a.txt", "payload in a subdirectory");
+
     // Nothing was archived by any of them.
     let ls = node.cli_json(&["ls"]);
     assert_eq!(ls.as_array().unwrap().len(), 0, "{ls}");
