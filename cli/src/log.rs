@@ -508,70 +508,24 @@ fn check_proof(json_out: bool, file: PathBuf, key: &str) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn premis_event(origin: &str, index: u64, e: &Event) -> String {
-    format!(
-        "  <premis:event>
-    <premis:eventIdentifier>
-      <premis:eventIdentifierType>archipel-log</premis:eventIdentifierType>
-      <premis:eventIdentifierValue>{origin}#{index}</premis:eventIdentifierValue>
-    </premis:eventIdentifier>
-    <premis:eventType>{ty}</premis:eventType>
-    <premis:eventDateTime>{time}</premis:eventDateTime>
-    <premis:eventDetailInformation>
-      <premis:eventDetail>detail commitment blake3:{detail}</premis:eventDetail>
-    </premis:eventDetailInformation>
-    <premis:eventOutcomeInformation>
-      <premis:eventOutcome>{outcome}</premis:eventOutcome>
-    </premis:eventOutcomeInformation>
-    <premis:linkingAgentIdentifier>
-      <premis:linkingAgentIdentifierType>archipel-node</premis:linkingAgentIdentifierType>
-      <premis:linkingAgentIdentifierValue>{node}/{actor}</premis:linkingAgentIdentifierValue>
-      <premis:linkingAgentRole>executing program</premis:linkingAgentRole>
-    </premis:linkingAgentIdentifier>
-    <premis:linkingObjectIdentifier>
-      <premis:linkingObjectIdentifierType>archipel-object</premis:linkingObjectIdentifierType>
-      <premis:linkingObjectIdentifierValue>{object}</premis:linkingObjectIdentifierValue>
-    </premis:linkingObjectIdentifier>
-  </premis:event>
-",
-        origin = xml_escape(origin),
-        ty = xml_escape(&e.event_type),
-        time = xml_escape(&e.time),
-        detail = hex::encode(e.detail),
-        outcome = e.outcome.as_str(),
-        node = xml_escape(&e.agent_node),
-        actor = xml_escape(&e.agent_actor),
-        object = xml_escape(&e.object),
-    )
-}
-
 async fn export(node: &str, format: &str, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let (mut log, mut archive) = client(node).await?;
     let info = archive.node_info(NodeInfoRequest {}).await?.into_inner();
     let (all, _) = leaves(&mut log, 0, info.log_size).await?;
     let mut text = String::new();
-    if format == "premis" {
-        text.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<premis:premis xmlns:premis=\"http://www.loc.gov/premis/v3\" version=\"3.0\">\n");
-    }
+    let mut events = Vec::new();
     for (i, leaf) in all.iter().enumerate() {
         let e = Event::decode(leaf)
             .map_err(|err| fail(format!("entry {i} is not a valid event: {err}")))?;
         if format == "premis" {
-            text.push_str(&premis_event(&info.log_origin, i as u64, &e));
+            events.push((i as u64, e));
         } else {
             text.push_str(&describe(i as u64, leaf).1.to_string());
             text.push('\n');
         }
     }
     if format == "premis" {
-        text.push_str("</premis:premis>\n");
+        text = crate::premis::document(&info.log_origin, &["node".to_string()], &events);
     }
     match out {
         Some(p) => {

@@ -1,15 +1,18 @@
 //! `archipel`: the archivist's command line. It talks to a node's admin API and never
 //! touches the node's storage itself.
 
+mod bag;
 mod commands;
 mod connect;
 mod demo;
 mod federation;
+mod hold;
 mod keys;
 mod log;
 mod metadata;
 mod output;
 mod peer;
+mod premis;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -25,7 +28,8 @@ Exit codes:
   5  invalid input (metadata, files), named in the message
   6  fixity failure: a record does not match its digests (data loss)
   7  resource exhausted (disk full, record too large)
-  8  a log, checkpoint or proof does not verify (tampering or fork)";
+  8  a log, checkpoint or proof does not verify (tampering or fork)
+  9  refused by a rule of the archive (a legal hold, none to lift, a key still needed)";
 
 #[derive(Parser)]
 #[command(name = "archipel", version, about = "Archipel: archive a territory's records, read them back, check them.", after_help = EXIT_CODES)]
@@ -49,8 +53,12 @@ pub struct Cli {
 enum Command {
     /// Archive one or more files as one record.
     Ingest {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "bag", conflicts_with = "bag")]
         files: Vec<PathBuf>,
+        /// A BagIt bag (RFC 8493) to archive as one record, checked completely first;
+        /// bag-info.txt gives the metadata that flags and --metadata do not.
+        #[arg(long, value_name = "DIR")]
+        bag: Option<PathBuf>,
         /// Metadata from a TOML or JSON file (flags override it).
         #[arg(long)]
         metadata: Option<PathBuf>,
@@ -94,6 +102,17 @@ enum Command {
         #[command(flatten)]
         meta: metadata::MetadataArgs,
     },
+    /// Write records as BagIt bags (SHA-512 manifests, Dublin Core in bag-info.txt, the
+    /// record's events as PREMIS 3 and JSON lines), one directory per record under OUT.
+    /// With --all, every record plus the whole audit log: safe to re-run, it keeps bags
+    /// already exported and unchanged.
+    Export {
+        records: Vec<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_name = "OUT", required = true)]
+        bag: PathBuf,
+    },
     /// Show a record's metadata, files and digests.
     Show { record: String },
     /// Fixity check of one record, or of all of them.
@@ -110,6 +129,9 @@ enum Command {
     /// The other territories' nodes this node trusts.
     #[command(subcommand)]
     Peer(peer::PeerCommand),
+    /// Legal holds: a held record cannot be eliminated until the hold is lifted.
+    #[command(subcommand)]
+    Hold(hold::HoldCommand),
     /// The audit log: read it, verify it, prove a deposit.
     #[command(subcommand)]
     Log(log::LogCommand),

@@ -102,6 +102,20 @@ pub fn merge(flags: MetadataArgs, file: Option<MetadataArgs>) -> RecordMetadata 
     layer(flags, base, false)
 }
 
+/// Flags, then the metadata file, then `base` (e.g. what a bag's bag-info.txt says).
+pub fn merge_over(
+    flags: MetadataArgs,
+    file: Option<MetadataArgs>,
+    base: MetadataArgs,
+) -> RecordMetadata {
+    let base = layer(base, RecordMetadata::default(), false);
+    let base = match file {
+        Some(f) => layer(f, base, true),
+        None => base,
+    };
+    layer(flags, base, true)
+}
+
 /// Flags given on the command line replace the record's current values; a new date replaces
 /// the record's range and the reverse.
 pub fn overlay(flags: MetadataArgs, current: RecordMetadata) -> RecordMetadata {

@@ -43,6 +43,8 @@ pub enum Error {
     Gateway(#[from] crate::gateway::GatewayError),
     #[error(transparent)]
     KeyManagement(#[from] crate::key_management::KeyManagementError),
+    #[error(transparent)]
+    Hold(#[from] crate::hold::HoldError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("I/O error on {path}: {source}")]
@@ -106,6 +108,14 @@ impl From<Error> for tonic::Status {
                     F::Store(s) if s.is_disk_full() => Status::resource_exhausted(msg),
                     F::Store(StoreError::DiskFull(_)) => Status::resource_exhausted(msg),
                     _ => Status::internal(msg),
+                }
+            }
+            Error::Hold(h) => {
+                use crate::hold::HoldError as H;
+                match h {
+                    H::Reason => Status::invalid_argument(msg),
+                    H::AlreadyHeld(_) | H::NotHeld(_) => Status::failed_precondition(msg),
+                    H::Damaged(..) => Status::data_loss(msg),
                 }
             }
             // Their modules say which code fits each of their variants.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod federation;
 pub mod fixity;
 pub mod gateway;
+pub mod hold;
 pub mod identity;
 pub mod ingest;
 pub mod key_management;

@@ -49,6 +49,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "archipel:recipients change",
     "archipel:peer change",
     "archipel:alert",
+    "archipel:hold",
+    "archipel:hold lift",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

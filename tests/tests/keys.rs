@@ -128,7 +128,7 @@ fn rotation_and_recovery_changes_reach_the_holders_and_a_restore_after_retiremen
     // The stopped holder keeps envelopes that need the old key: retiring is refused.
     wait_copies_behind(&c, 2, "the running holder to get the re-wrapped envelopes");
     let refused = c.node(0).cli(&["keys", "retire"]);
-    let err = expect_code(&refused, 1, "retire while a holder is behind");
+    let err = expect_code(&refused, 9, "retire while a holder is behind");
     assert!(err.contains("2 copies at holders"), "{err}");
     assert_eq!(
         keys_status(&c)["previous_recipients"],
@@ -154,7 +154,7 @@ fn rotation_and_recovery_changes_reach_the_holders_and_a_restore_after_retiremen
     assert_eq!(st["previous_recipients"], serde_json::json!([]), "{st}");
     assert_eq!(st["territory_recipient"], new_key.as_str(), "{st}");
     let nothing = c.node(0).cli(&["keys", "retire"]);
-    let err = expect_code(&nothing, 1, "retire with nothing to retire");
+    let err = expect_code(&nothing, 9, "retire with nothing to retire");
     assert!(err.contains("no previous territory key"), "{err}");
 
     // On disk: every envelope opens with the recovery recipient's key.

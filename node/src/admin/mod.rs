@@ -69,6 +69,14 @@ pub fn record_info(m: &Manifest, manifest_digest: String) -> RecordInfo {
     }
 }
 
+fn hold_info(h: crate::hold::Hold) -> pb::HoldInfo {
+    pb::HoldInfo {
+        record_id: h.record_id,
+        reason: h.reason,
+        set_at: h.set_at,
+    }
+}
+
 /// A record as the API shows it, with the digest of the envelope as stored now.
 fn stored_record_info(archive: &Archive, m: &Manifest) -> Result<RecordInfo, Error> {
     let digest = archive
@@ -363,6 +371,34 @@ impl ArchiveApi for AdminService {
         // Holders keep the new envelope too (the old one stays with them).
         self.archive.replication.push(&req.record_id);
         Ok(Response::new(stored_record_info(&self.archive, &updated)?))
+    }
+
+    async fn hold_set(
+        &self,
+        request: Request<pb::HoldSetRequest>,
+    ) -> Result<Response<pb::HoldInfo>, Status> {
+        let req = request.into_inner();
+        let h = self.archive.hold_set(&req.record_id, &req.reason).await?;
+        tracing::info!(record = %req.record_id, "legal hold set");
+        Ok(Response::new(hold_info(h)))
+    }
+
+    async fn hold_lift(
+        &self,
+        request: Request<ShowRequest>,
+    ) -> Result<Response<pb::HoldInfo>, Status> {
+        let id = request.into_inner().record_id;
+        let h = self.archive.hold_lift(&id).await?;
+        tracing::info!(record = %id, "legal hold lifted");
+        Ok(Response::new(hold_info(h)))
+    }
+
+    async fn hold_list(
+        &self,
+        _request: Request<pb::HoldListRequest>,
+    ) -> Result<Response<pb::HoldListResponse>, Status> {
+        let holds = self.archive.holds()?.into_iter().map(hold_info).collect();
+        Ok(Response::new(pb::HoldListResponse { holds }))
     }
 
     async fn log_key_export(

@@ -134,6 +134,9 @@ pub struct Store {
     staging: sled::Tree,
     meta: sled::Tree,
     log: sled::Tree,
+    /// Legal holds: record ID -> the hold, sealed with the index key (a reason may name a
+    /// person or a case).
+    holds: sled::Tree,
     db_path: std::path::PathBuf,
     pub reserve: u64,
     /// Bumped after every change of a record (commit, metadata replacement): readers that
@@ -191,6 +194,7 @@ impl Store {
             staging: db.open_tree("staging")?,
             meta: db.open_tree("meta")?,
             log: db.open_tree("log")?,
+            holds: db.open_tree("holds")?,
             db_path: path.to_path_buf(),
             reserve,
             generation: Default::default(),
@@ -379,6 +383,69 @@ impl Store {
         self.bump_generation();
         self.db.flush_async().await?;
         Ok(())
+    }
+
+    /// Puts a record under a legal hold with its event, unless it is already held (then
+    /// nothing changes and the answer is `false`).
+    pub async fn set_hold(
+        &self,
+        record_id: &str,
+        sealed: Vec<u8>,
+        events: Vec<PendingEvent>,
+    ) -> Result<bool, StoreError> {
+        let done =
+            (&self.records, &self.holds, &self.log).transaction(|(records, holds, log)| {
+                let id = record_id.as_bytes();
+                if records.get(id)?.is_none() {
+                    return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
+                        record_id.to_string(),
+                    )));
+                }
+                if holds.get(id)?.is_some() {
+                    return Ok(false);
+                }
+                holds.insert(id, sealed.as_slice())?;
+                for e in &events {
+                    log_tree::append_tx(log, &e.leaf)?;
+                }
+                Ok(true)
+            })?;
+        self.db.flush_async().await?;
+        Ok(done)
+    }
+
+    /// Lifts a record's legal hold with its event; `None` when there was none.
+    pub async fn lift_hold(
+        &self,
+        record_id: &str,
+        events: Vec<PendingEvent>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let lifted = (&self.holds, &self.log).transaction(|(holds, log)| {
+            let Some(old) = holds.remove(record_id.as_bytes())? else {
+                return Ok(None);
+            };
+            for e in &events {
+                log_tree::append_tx(log, &e.leaf)?;
+            }
+            Ok(Some(old.to_vec()))
+        })?;
+        self.db.flush_async().await?;
+        Ok(lifted)
+    }
+
+    pub fn hold(&self, record_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.holds.get(record_id.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Every hold, by record ID.
+    pub fn holds(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.holds
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
     }
 
     /// Stored (ciphertext) bytes of a set of blobs.
