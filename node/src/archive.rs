@@ -86,6 +86,16 @@ impl Archive {
         Ok(m)
     }
 
+    /// The last manifest read, if it is this record's: no I/O, so callers on async threads
+    /// can try it before paying for a hop to a blocking thread.
+    pub fn recent_manifest(&self, record_id: &str) -> Option<std::sync::Arc<Manifest>> {
+        let recent = self.recent.lock().ok()?;
+        recent
+            .as_ref()
+            .filter(|m| m.record_id == record_id)
+            .cloned()
+    }
+
     fn forget_recent(&self) {
         if let Ok(mut recent) = self.recent.lock() {
             *recent = None;

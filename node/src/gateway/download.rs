@@ -135,9 +135,13 @@ async fn serve(
     if !is_record_id(id) {
         return Err(GatewayError::NotFound.into());
     }
-    let a = gw.archive.clone();
-    let rid = id.to_string();
-    let manifest = blocking(move || super::find_manifest(&a, &rid)).await?;
+    let manifest = match gw.archive.recent_manifest(id) {
+        Some(m) => m,
+        None => {
+            let (a, rid) = (gw.archive.clone(), id.to_string());
+            blocking(move || super::find_manifest(&a, &rid)).await?
+        }
+    };
     require_content(id, &manifest.metadata, crate::clock::today())?;
     // An empty name would mean "the only file" to `find_file`; the route never gives one.
     if name.is_empty() {
