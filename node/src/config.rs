@@ -24,6 +24,118 @@ pub enum ConfigError {
 pub enum BlobStoreKind {
     Files,
     Sled,
+    /// An S3-compatible object store, configured by the `[s3]` table.
+    S3,
+}
+
+/// The `[s3]` table: the object store that holds blobs when `blob_store = "s3"`. The
+/// credentials are not here (this file gets shared when asking for help): see
+/// `credentials_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// URL of the S3 API, e.g. `https://s3.garage.example.fr` or `http://127.0.0.1:3900`.
+    pub endpoint: String,
+    /// The bucket; it must exist, and the key needs read, write and delete on it.
+    pub bucket: String,
+    /// The region the store signs requests for (Garage: its `s3_region`, often "garage").
+    pub region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which Garage and most self-hosted
+    /// stores want; false: virtual-hosted style (`bucket.endpoint/key`).
+    pub path_style: bool,
+    /// Every object's key starts with this (several nodes can share a bucket).
+    pub key_prefix: String,
+    /// A TOML file with `access_key_id` and `secret_access_key` (mode 0600). Unset: the
+    /// environment, `ARCHIPEL_S3_ACCESS_KEY_ID` and `ARCHIPEL_S3_SECRET_ACCESS_KEY`.
+    pub credentials_file: Option<PathBuf>,
+    /// Requests in flight at once (each holds at most one blob in memory).
+    pub concurrency: u32,
+    /// Longest time (seconds) for one request, body included.
+    pub timeout_secs: u64,
+    /// Longest time (seconds) to open a connection.
+    pub connect_timeout_secs: u64,
+    /// Retries of a request that timed out or got a 5xx answer, with exponential backoff.
+    pub max_retries: u32,
+    /// First backoff between retries, in milliseconds (doubled at each retry).
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: "garage".into(),
+            path_style: true,
+            key_prefix: "archipel".into(),
+            credentials_file: None,
+            concurrency: 16,
+            timeout_secs: 30,
+            connect_timeout_secs: 5,
+            max_retries: 4,
+            retry_backoff_ms: 100,
+        }
+    }
+}
+
+impl S3Config {
+    fn problems(&self, out: &mut Vec<String>) {
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            out.push(format!(
+                "s3.endpoint = {:?}: must be the http:// or https:// URL of the S3 API (blob_store = \"s3\")",
+                self.endpoint
+            ));
+        }
+        let b = &self.bucket;
+        if !(3..=63).contains(&b.len())
+            || !b
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        {
+            out.push(format!(
+                "s3.bucket = {b:?}: must be an S3 bucket name (3 to 63 lowercase letters, digits, '-' or '.')"
+            ));
+        }
+        if self.region.is_empty() {
+            out.push("s3.region: must not be empty (Garage's default is \"garage\")".into());
+        }
+        let p = self.key_prefix.trim_matches('/');
+        if p.split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+            && !p.is_empty()
+        {
+            out.push(format!(
+                "s3.key_prefix = {:?}: must be path segments separated by single '/'",
+                self.key_prefix
+            ));
+        }
+        if !(1..=1024).contains(&self.concurrency) {
+            out.push(format!(
+                "s3.concurrency = {}: must be between 1 and 1024",
+                self.concurrency
+            ));
+        }
+        for (name, v) in [
+            ("timeout_secs", self.timeout_secs),
+            ("connect_timeout_secs", self.connect_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&v) {
+                out.push(format!("s3.{name} = {v}: must be between 1 and 3600"));
+            }
+        }
+        if self.max_retries > 20 {
+            out.push(format!(
+                "s3.max_retries = {}: must be between 0 and 20",
+                self.max_retries
+            ));
+        }
+        if !(1..=60_000).contains(&self.retry_backoff_ms) {
+            out.push(format!(
+                "s3.retry_backoff_ms = {}: must be between 1 and 60000",
+                self.retry_backoff_ms
+            ));
+        }
+    }
 }
 
 /// Everything a node needs to run. Every field has a safe default.
@@ -36,9 +148,13 @@ pub struct Config {
     pub admin_socket: Option<PathBuf>,
     /// sled page cache, in MiB. sled's own default lets RSS grow with the data; we bound it.
     pub cache_capacity_mib: u64,
-    /// Where blobs live: "files" (one file per blob under `<data_dir>/blobs`, the default)
-    /// or "sled" (in the database: simple, but sled keeps values in memory).
+    /// Where blobs live: "files" (one file per blob under `<data_dir>/blobs`, the default),
+    /// "sled" (in the database: simple, but sled keeps values in memory) or "s3" (an
+    /// S3-compatible object store, the `[s3]` table). `archipel-node migrate-blobs` moves
+    /// them from one to another; a marker in the database then overrides this field.
     pub blob_store: BlobStoreKind,
+    /// The object store of `blob_store = "s3"` (the `[s3]` table).
+    pub s3: S3Config,
     /// Ciphertext is cut into blobs of this size (KiB) before storage.
     pub blob_size_kib: u32,
     /// Largest accepted record, in GiB (protects the disk from a runaway client).
@@ -204,6 +320,7 @@ impl Default for Config {
             admin_socket: None,
             cache_capacity_mib: 64,
             blob_store: BlobStoreKind::Files,
+            s3: S3Config::default(),
             blob_size_kib: 4096,
             max_record_gib: 1024,
             disk_reserve_mib: 256,
@@ -324,6 +441,9 @@ impl Config {
             ));
         }
         self.federation.problems(&mut problems);
+        if self.blob_store == BlobStoreKind::S3 {
+            self.s3.problems(&mut problems);
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -441,6 +561,34 @@ mod tests {
         };
         ok.validate().unwrap();
         assert!(!is_naan("1234a") && !is_naan("123456") && is_naan("00000"));
+    }
+
+    #[test]
+    fn s3_settings_are_checked_only_when_used() {
+        let mut c = Config {
+            s3: S3Config {
+                concurrency: 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        c.validate().unwrap();
+        c.blob_store = BlobStoreKind::S3;
+        let ConfigError::Invalid(p) = c.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(p.len(), 3, "{p:?}"); // endpoint, bucket, concurrency
+        assert!(p.iter().all(|p| p.starts_with("s3.")), "{p:?}");
+        c.s3.endpoint = "http://127.0.0.1:3900".into();
+        c.s3.bucket = "archipel-blobs".into();
+        c.s3.concurrency = 8;
+        c.validate().unwrap();
+        let t: Config = toml::from_str(
+            "blob_store = \"s3\"\n[s3]\nendpoint = \"http://h:1\"\nbucket = \"abc\"\npath_style = false\n",
+        )
+        .unwrap();
+        assert!(!t.s3.path_style && t.s3.region == "garage");
+        t.validate().unwrap();
     }
 
     #[test]

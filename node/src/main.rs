@@ -81,6 +81,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Move this node's blobs (its own and those it holds for peers) to another store, with
+    /// the node stopped: each blob is checked (BLAKE3) in the source and again in the
+    /// target; an interrupted run resumes. Then the node is switched over (a marker in its
+    /// database, and `blob_store` in the configuration file). The old copies are left.
+    MigrateBlobs {
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The configuration file (it must hold the `[s3]` table for `--to s3`); default
+        /// <data>/archipel.toml, which is created if absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the blobs go: s3, sled or files.
+        #[arg(long)]
+        to: String,
+    },
     /// Write a passphrase-protected recovery kit with every secret of the node.
     ExportKit {
         #[arg(long, default_value = "archipel-data")]
@@ -175,6 +190,9 @@ fn secret_paths_from_env(cfg: &mut Config) {
     if let Some(p) = std::env::var_os("ARCHIPEL_GATEWAY_TLS_KEY") {
         cfg.gateway_tls_key = Some(PathBuf::from(p));
     }
+    if let Some(p) = std::env::var_os("ARCHIPEL_S3_CREDENTIALS_FILE") {
+        cfg.s3.credentials_file = Some(PathBuf::from(p));
+    }
 }
 
 /// `check-config`: every problem of the configuration and the data directory, at once.
@@ -223,6 +241,23 @@ fn check_config(data: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Resul
                 "{field} = {:?}: cannot be read ({e}); fix the path or its permissions",
                 p.display()
             ));
+        }
+    }
+    if cfg.blob_store == archipel_node::config::BlobStoreKind::S3
+        && !problems.iter().any(|p| p.starts_with("s3."))
+    {
+        // Connection, credentials and permissions: write, read, list and delete a probe.
+        let mut quick = cfg.s3.clone();
+        quick.max_retries = quick.max_retries.min(1);
+        match archipel_node::store::S3Connection::open(&quick) {
+            Ok(conn) => match conn.probe() {
+                Ok(()) => println!(
+                    "s3: {} bucket {:?}: write, read, list and delete work",
+                    cfg.s3.endpoint, cfg.s3.bucket
+                ),
+                Err(e) => problems.push(e),
+            },
+            Err(e) => problems.push(e.to_string()),
         }
     }
     if is_initialised(&cfg.data_dir) {
@@ -510,6 +545,135 @@ fn write_init_config(
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// `migrate-blobs`: see the command's help.
+fn migrate_blobs(data: Option<PathBuf>, config: Option<PathBuf>, to: &str) -> anyhow::Result<()> {
+    use archipel_node::config::BlobStoreKind;
+    use archipel_node::store::migrate::{MigrateReport, migrate_namespace};
+    let kind = match to {
+        "s3" => BlobStoreKind::S3,
+        "sled" => BlobStoreKind::Sled,
+        "files" => BlobStoreKind::Files,
+        other => bail!("--to {other:?}: give s3, sled or files"),
+    };
+    let file = config.clone().unwrap_or_else(|| {
+        data.clone()
+            .unwrap_or_else(|| PathBuf::from("archipel-data"))
+            .join("archipel.toml")
+    });
+    let cfg = load_config(data, config)?;
+    if !is_initialised(&cfg.data_dir) {
+        bail!("{} holds no node", cfg.data_dir.display());
+    }
+    let mut target_cfg = cfg.clone();
+    target_cfg.blob_store = kind;
+    target_cfg
+        .validate()
+        .with_context(|| format!("the target store's settings in {}", file.display()))?;
+    // Opening the node takes its data directory's lock: a running node makes this fail.
+    let node = Node::open(cfg.clone()).context(
+        "cannot open the node (stop it first: the migration runs with the node stopped)",
+    )?;
+    let a = &node.archive;
+    let from_place = archipel_node::node::blob_place(&cfg)?;
+    let to_place = archipel_node::node::blob_place(&target_cfg)?;
+    if from_place.kind() == to_place.kind() {
+        bail!("the blobs are in {} already", to_place.kind());
+    }
+    let db = a.store.db();
+    let mut report = MigrateReport::default();
+    let started = std::time::Instant::now();
+    let mut last = std::time::Instant::now();
+    let mut progress = |r: &MigrateReport| {
+        if last.elapsed().as_secs() >= 2 {
+            last = std::time::Instant::now();
+            eprintln!(
+                "{} copied ({} MiB), {} already there, {} failed",
+                r.copied,
+                r.bytes >> 20,
+                r.already,
+                r.failed.len()
+            );
+        }
+    };
+    let to_own = to_place.open_own(db)?;
+    migrate_namespace(
+        a.store.blobs.as_ref(),
+        to_own.as_ref(),
+        &mut report,
+        &mut progress,
+    )?;
+    // What this node holds for its peers, origin by origin.
+    let to_held = archipel_node::federation::holding::Holding::open(db, &cfg.data_dir, &to_place)?;
+    for (origin, _) in a.holding.origins()? {
+        migrate_namespace(
+            a.holding.blobs_of(&origin)?.as_ref(),
+            to_held.blobs_of(&origin)?.as_ref(),
+            &mut report,
+            &mut progress,
+        )?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{} blobs copied and checked ({:.1} MiB in {:.1} s), {} already in {}, {} failed",
+        report.copied,
+        report.bytes as f64 / (1 << 20) as f64,
+        secs,
+        report.already,
+        to_place.kind(),
+        report.failed.len()
+    );
+    if !report.failed.is_empty() {
+        for f in &report.failed {
+            println!("failed: {f}");
+        }
+        bail!(
+            "the node still uses {}: fix the blobs above and run again (it resumes)",
+            from_place.kind()
+        );
+    }
+    a.store.set_blob_place(&to_place)?;
+    set_blob_store_in(&file, to_place.kind())?;
+    println!(
+        "the node now uses {} (marker in its database, blob_store in {}); the copies in {} are left in place",
+        to_place.kind(),
+        file.display(),
+        from_place.kind()
+    );
+    Ok(())
+}
+
+/// Sets `blob_store = "KIND"` in a TOML file, keeping its other lines and comments.
+fn set_blob_store_in(file: &Path, kind: &str) -> anyhow::Result<()> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let line = format!("blob_store = {kind:?}");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    if let Some(l) = lines
+        .iter_mut()
+        .find(|l| l.trim_start().starts_with("blob_store") && l.contains('='))
+    {
+        *l = line;
+    } else {
+        // A top-level key goes before the first table, or TOML would put it inside it.
+        let at = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with('['))
+            .unwrap_or(lines.len());
+        lines.insert(at, line);
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    // Checked before it replaces the file: a broken configuration would stop the node.
+    toml::from_str::<Config>(&out).context("the updated configuration does not parse")?;
+    let tmp = file.with_extension("toml.tmp");
+    std::fs::write(&tmp, &out).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot replace {}", file.display()))?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run {
@@ -559,6 +723,7 @@ fn main() -> anyhow::Result<()> {
                 .block_on(run(cfg))
         }
         Command::ExportKit { data, out } => export_kit(&data, &out),
+        Command::MigrateBlobs { data, config, to } => migrate_blobs(data, config, &to),
         Command::CheckConfig { data, config } => check_config(data, config),
         Command::Restore {
             kit,

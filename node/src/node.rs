@@ -69,6 +69,21 @@ pub fn is_initialised(data: &Path) -> bool {
     data.join("node.toml").exists()
 }
 
+/// Where the configuration puts blobs; for S3, one connection for the node's own blobs and
+/// the ones it holds for peers.
+pub fn blob_place(config: &Config) -> Result<crate::store::BlobPlace> {
+    use crate::config::BlobStoreKind;
+    use crate::store::BlobPlace;
+    Ok(match config.blob_store {
+        BlobStoreKind::Files => BlobPlace::Files(config.data_dir.join("blobs")),
+        BlobStoreKind::Sled => BlobPlace::Sled,
+        BlobStoreKind::S3 => BlobPlace::S3(
+            crate::store::S3Connection::open(&config.s3)
+                .map_err(|e| crate::store::StoreError::from(crate::store::BlobError::from(e)))?,
+        ),
+    })
+}
+
 impl Node {
     /// Locks the data directory, checks the keys and opens the store.
     pub fn open(config: Config) -> Result<Node> {
@@ -78,20 +93,16 @@ impl Node {
         let identity = identity::load(data)?;
         let keys = Keyring::load(data)?;
         keys.check_against(&identity)?;
+        let place = blob_place(&config)?;
         let store = Store::open(
             &data.join("db"),
             config.cache_capacity_mib << 20,
             config.disk_reserve_mib << 20,
-            match config.blob_store {
-                crate::config::BlobStoreKind::Files => Some(data.join("blobs")),
-                crate::config::BlobStoreKind::Sled => None,
-            }
-            .as_deref(),
+            &place,
         )?;
         let log = AuditLog::open(store.db(), &identity)?;
         let peers = crate::federation::Peers::open(store.db(), &identity)?;
-        let holding =
-            crate::federation::holding::Holding::open(store.db(), data, config.blob_store)?;
+        let holding = crate::federation::holding::Holding::open(store.db(), data, &place)?;
         let custody = crate::federation::custody::Custody::open(store.db())?;
         let witness = crate::federation::witness::Witness::open(store.db())?;
         Ok(Node {

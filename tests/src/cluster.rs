@@ -58,6 +58,9 @@ pub struct ClusterOptions {
     pub extra_config: String,
     /// More lines inside the `[federation]` table (e.g. `bandwidth_limit_mib_s = 8`).
     pub extra_federation: String,
+    /// Per node (by index; missing: nothing): more top-level lines, and more tables after
+    /// `[federation]` (e.g. `blob_store = "s3"` and its `[s3]` table).
+    pub node_extra: Vec<(String, String)>,
 }
 
 impl Default for ClusterOptions {
@@ -78,6 +81,7 @@ impl Default for ClusterOptions {
                 .collect(),
             extra_config: String::new(),
             extra_federation: String::new(),
+            node_extra: Vec::new(),
         }
     }
 }
@@ -323,6 +327,7 @@ impl TestCluster {
             "peer_listen = {listen:?}\n\
              checkpoint_interval_secs = {checkpoint}\n\
              {extra}\n\
+             {node_top}\n\
              [federation]\n\
              replication_factor = {rf}\n\
              zone = {zone:?}\n\
@@ -332,10 +337,12 @@ impl TestCluster {
              scrub_interval_secs = {scrub}\n\
              holder_grace_secs = {grace}\n\
              witness_interval_secs = {witness}\n\
-             {extra_fed}\n",
+             {extra_fed}\n\
+             {node_tables}\n",
             listen = self.listen[i].to_string(),
             checkpoint = o.checkpoint_interval_secs,
             extra = o.extra_config,
+            node_top = o.node_extra.get(i).map_or("", |e| e.0.as_str()),
             rf = o.replication_factor,
             zone = self.zone(i),
             repl = o.replication_interval_secs,
@@ -345,6 +352,7 @@ impl TestCluster {
             grace = o.holder_grace_secs,
             witness = o.witness_interval_secs,
             extra_fed = o.extra_federation,
+            node_tables = o.node_extra.get(i).map_or("", |e| e.1.as_str()),
         );
         let path = self.nodes[i].data.join("archipel.toml");
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));

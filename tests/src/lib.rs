@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod proxy;
+pub mod s3;
 
 use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader, Write};

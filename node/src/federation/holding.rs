@@ -16,9 +16,8 @@ use super::FederationError;
 use super::reconcile::SledRangeSet;
 use super::service::Caller;
 use crate::archive::Archive;
-use crate::config::BlobStoreKind;
 use crate::log::tree as log_tree;
-use crate::store::{BlobStore, FileBlobStore, SledBlobStore};
+use crate::store::{BlobPlace, BlobStore, FileBlobStore, SledBlobStore};
 use archipel_proto::custody::{Receipt, blob_set_digest};
 use archipel_proto::event::Outcome;
 use archipel_proto::manifest::{BlobId, Envelope};
@@ -31,7 +30,6 @@ use prost::Message;
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -100,7 +98,7 @@ pub struct Holding {
     index: sled::Tree,
     staging: sled::Tree,
     meta: sled::Tree,
-    blob_dir: Option<PathBuf>,
+    place: BlobPlace,
     stores: Mutex<HashMap<String, Arc<dyn BlobStore>>>,
     /// Envelopes (by digest) whose origin signature was checked at offer, so that the
     /// commit of the same batch does not check it again. Bounded; cleared when full.
@@ -113,7 +111,7 @@ impl Holding {
     pub fn open(
         db: &sled::Db,
         data_dir: &std::path::Path,
-        kind: BlobStoreKind,
+        place: &BlobPlace,
     ) -> Result<Self, FederationError> {
         Ok(Holding {
             records: db.open_tree("held_records")?,
@@ -121,9 +119,10 @@ impl Holding {
             index: db.open_tree("held_index")?,
             staging: db.open_tree("held_staging")?,
             meta: db.open_tree("held_meta")?,
-            blob_dir: match kind {
-                BlobStoreKind::Files => Some(data_dir.join("blobs").join("held")),
-                BlobStoreKind::Sled => None,
+            // Held blobs sit next to the node's own, in their own namespace per origin.
+            place: match place {
+                BlobPlace::Files(_) => BlobPlace::Files(data_dir.join("blobs").join("held")),
+                other => other.clone(),
             },
             db: db.clone(),
             stores: Mutex::new(HashMap::new()),
@@ -146,16 +145,17 @@ impl Holding {
         if let Some(s) = stores.get(origin) {
             return Ok(s.clone());
         }
-        let store: Arc<dyn BlobStore> = match &self.blob_dir {
-            Some(dir) => Arc::new(FileBlobStore::open_named(
+        let store: Arc<dyn BlobStore> = match &self.place {
+            BlobPlace::Files(dir) => Arc::new(FileBlobStore::open_named(
                 &dir.join(origin),
                 &self.db,
                 &format!("held/{origin}/packed"),
             )?),
-            None => Arc::new(SledBlobStore::open_named(
+            BlobPlace::Sled => Arc::new(SledBlobStore::open_named(
                 &self.db,
                 &format!("held/{origin}/blobs"),
             )?),
+            BlobPlace::S3(conn) => Arc::new(conn.namespace(&format!("held/{origin}"))),
         };
         stores.insert(origin.to_string(), store.clone());
         Ok(store)
@@ -421,7 +421,15 @@ impl Holding {
         }
         archive
             .store
-            .ensure_room(put.data.len() as u64, archive.store.reserve, "a held blob")
+            .ensure_room(
+                if store.on_local_disk() {
+                    put.data.len() as u64
+                } else {
+                    0
+                },
+                archive.store.reserve,
+                "a held blob",
+            )
             .map_err(|e| FederationError::Full(e.to_string()))?;
         store.put(&id, &put.data)?;
         // Counted in `held_meta` when a record commits it, in the same transaction: a count

@@ -12,6 +12,8 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
     #[error("blob store: {0}")]
     Backend(String),
+    #[error(transparent)]
+    S3(#[from] super::s3::S3Error),
 }
 
 impl From<sled::Error> for BlobError {
@@ -43,6 +45,24 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// nothing lists). sled-held blobs share the log with the mark: no.
     fn outside_log(&self, _len: usize) -> bool {
         false
+    }
+    /// `len` bytes of a blob from `range.start` (cut at its end); `None` if absent. Stores
+    /// that can fetch a range without the rest (S3) override it.
+    fn get_range(
+        &self,
+        id: &BlobId,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<Vec<u8>>, BlobError> {
+        Ok(self.get(id)?.map(|b| {
+            let end = (range.end.min(b.len() as u64)) as usize;
+            let start = (range.start as usize).min(end);
+            b[start..end].to_vec()
+        }))
+    }
+    /// Whether blobs take room on the node's own disk (then writes keep the disk reserve;
+    /// an object store has its own quota).
+    fn on_local_disk(&self) -> bool {
+        true
     }
 }
 
@@ -112,58 +132,187 @@ impl BlobStore for SledBlobStore {
     }
 }
 
-/// One conformance suite for every implementation (the S3 backend will run it too).
-#[cfg(test)]
-pub(crate) mod conformance {
+/// One conformance suite for every implementation: sled and files here, S3 (s3s-fs, Garage)
+/// from `tests/tests/s3.rs`. Public so that the integration tests can run it against real
+/// object stores; it returns what failed rather than panicking.
+pub mod conformance {
     use super::*;
 
-    pub fn run(store: &dyn BlobStore) {
+    macro_rules! check {
+        ($cond:expr, $($why:tt)+) => {
+            if !$cond {
+                return Err(format!("{}: {}", stringify!($cond), format!($($why)+)));
+            }
+        };
+    }
+
+    fn e(what: &str) -> impl FnOnce(BlobError) -> String + '_ {
+        move |err| format!("{what}: {err}")
+    }
+
+    /// Put, get, ranges, exists, size, delete, listing (all and by prefix), idempotence,
+    /// and that a blob under the wrong address reads as corrupt. Expects an empty store.
+    pub fn run(store: &dyn BlobStore) -> Result<(), String> {
         let a = b"first blob".to_vec();
         let ida = *blake3::hash(&a).as_bytes();
         let b = vec![7u8; 300_000];
         let idb = *blake3::hash(&b).as_bytes();
         // Large enough for a store that treats big and small blobs differently.
-        let c = vec![9u8; 3 << 20];
+        let c: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
         let idc = *blake3::hash(&c).as_bytes();
-        store.put(&idc, &c).unwrap();
-        assert!(matches!(get_verified(store, &idc).unwrap(), Verified::Ok(x) if x == c));
-        store.delete(&idc).unwrap();
-        assert!(!store.contains(&idc).unwrap());
-        assert!(!store.contains(&ida).unwrap());
-        assert!(store.get(&ida).unwrap().is_none());
-        store.put(&ida, &a).unwrap();
-        store.put(&ida, &a).unwrap(); // idempotent
-        store.put(&idb, &b).unwrap();
-        store.flush().unwrap();
-        assert!(store.contains(&ida).unwrap());
-        assert!(matches!(get_verified(store, &ida).unwrap(), Verified::Ok(x) if x == a));
-        assert!(matches!(get_verified(store, &idb).unwrap(), Verified::Ok(x) if x == b));
-        let mut listed: Vec<_> = store.list(&[]).map(|r| r.unwrap()).collect();
+        store.put(&idc, &c).map_err(e("put c"))?;
+        check!(
+            matches!(get_verified(store, &idc).map_err(e("get c"))?, Verified::Ok(ref x) if *x == c),
+            "a large blob reads back whole"
+        );
+        check!(
+            store.size(&idc).map_err(e("size c"))? == Some(c.len() as u64),
+            "size"
+        );
+        // Ranges: inside, at the start, across the end (cut), empty, past the end.
+        let r = store.get_range(&idc, 1000..5000).map_err(e("range"))?;
+        check!(
+            r.as_deref() == Some(&c[1000..5000]),
+            "a range inside the blob"
+        );
+        let r = store.get_range(&idc, 0..1).map_err(e("range"))?;
+        check!(r.as_deref() == Some(&c[0..1]), "the first byte");
+        let n = c.len() as u64;
+        let r = store.get_range(&idc, n - 10..n + 10).map_err(e("range"))?;
+        check!(
+            r.as_deref() == Some(&c[c.len() - 10..]),
+            "a range across the end is cut"
+        );
+        store.delete(&idc).map_err(e("delete c"))?;
+        check!(!store.contains(&idc).map_err(e("contains c"))?, "deleted");
+        check!(
+            store.get_range(&idc, 0..10).map_err(e("range"))?.is_none(),
+            "range of absent"
+        );
+        check!(
+            !store.contains(&ida).map_err(e("contains a"))?,
+            "absent at first"
+        );
+        check!(
+            store.get(&ida).map_err(e("get a"))?.is_none(),
+            "get of absent is None"
+        );
+        check!(
+            store.size(&ida).map_err(e("size a"))?.is_none(),
+            "size of absent is None"
+        );
+        store.put(&ida, &a).map_err(e("put a"))?;
+        store.put(&ida, &a).map_err(e("put a again"))?; // idempotent
+        store.put(&idb, &b).map_err(e("put b"))?;
+        store.flush().map_err(e("flush"))?;
+        check!(
+            store.contains(&ida).map_err(e("contains a"))?,
+            "present after put"
+        );
+        check!(
+            matches!(get_verified(store, &ida).map_err(e("get a"))?, Verified::Ok(ref x) if *x == a),
+            "a reads back"
+        );
+        check!(
+            matches!(get_verified(store, &idb).map_err(e("get b"))?, Verified::Ok(ref x) if *x == b),
+            "b reads back"
+        );
+        let listed = store
+            .list(&[])
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e("list"))?;
         let mut want = vec![ida, idb];
         want.sort();
-        listed.sort();
-        assert_eq!(listed, want);
-        let by_prefix: Vec<_> = store.list(&ida[..1]).map(|r| r.unwrap()).collect();
-        assert!(by_prefix.contains(&ida));
+        check!(
+            listed == want,
+            "listing is every blob in ascending order: {listed:?}"
+        );
+        let by_prefix = store
+            .list(&ida[..1])
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e("list by prefix"))?;
+        check!(
+            by_prefix.contains(&ida) && by_prefix.iter().all(|x| x[0] == ida[0]),
+            "listing by prefix"
+        );
+        let by_prefix = store
+            .list(&idb[..3])
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e("list by prefix"))?;
+        check!(by_prefix == vec![idb], "listing by a longer prefix");
+        let none = store
+            .list(&[ida[0] ^ 0x80, 1, 2])
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e("list by prefix"))?;
+        check!(none.is_empty(), "listing by a prefix no blob has");
         // A blob stored under the wrong address reads as corrupt, never as data.
         let wrong = [0u8; 32];
-        store.put(&wrong, &a).unwrap();
-        assert!(matches!(
-            get_verified(store, &wrong).unwrap(),
-            Verified::Corrupt
-        ));
-        store.delete(&ida).unwrap();
-        store.delete(&ida).unwrap(); // deleting twice is fine
-        assert!(matches!(
-            get_verified(store, &ida).unwrap(),
-            Verified::Missing
-        ));
+        store.put(&wrong, &a).map_err(e("put wrong"))?;
+        check!(
+            matches!(
+                get_verified(store, &wrong).map_err(e("get wrong"))?,
+                Verified::Corrupt
+            ),
+            "corrupt"
+        );
+        store.delete(&wrong).map_err(e("delete wrong"))?;
+        store.delete(&ida).map_err(e("delete a"))?;
+        store.delete(&ida).map_err(e("delete a twice"))?; // deleting twice is fine
+        check!(
+            matches!(
+                get_verified(store, &ida).map_err(e("get a"))?,
+                Verified::Missing
+            ),
+            "missing after delete"
+        );
+        store.delete(&idb).map_err(e("delete b"))?;
+        Ok(())
     }
+
+    /// Many blobs: listing crosses page boundaries and stays in order. `n` small blobs.
+    pub fn run_many(store: &dyn BlobStore, n: u32) -> Result<(), String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let bytes = format!("blob number {i}").into_bytes();
+            let id = *blake3::hash(&bytes).as_bytes();
+            store.put(&id, &bytes).map_err(e("put"))?;
+            ids.push(id);
+        }
+        ids.sort();
+        let listed = store
+            .list(&[])
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e("list"))?;
+        check!(
+            listed == ids,
+            "{} listed, {} stored",
+            listed.len(),
+            ids.len()
+        );
+        let p = ids[ids.len() / 2][0];
+        let by_prefix = store
+            .list(&[p])
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e("list by prefix"))?;
+        let want: Vec<_> = ids.iter().filter(|x| x[0] == p).copied().collect();
+        check!(by_prefix == want, "listing by prefix across pages");
+        for id in &ids {
+            store.delete(id).map_err(e("delete"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn sled_blob_store_conforms() {
         let d = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(d.path()).open().unwrap();
-        run(&SledBlobStore::open(&db).unwrap());
+        let s = SledBlobStore::open(&db).unwrap();
+        conformance::run(&s).unwrap();
+        conformance::run_many(&s, 300).unwrap();
     }
 }

@@ -287,7 +287,9 @@ mod tests {
     #[test]
     fn file_blob_store_conforms() {
         let d = tempfile::tempdir().unwrap();
-        super::super::blob::conformance::run(&FileBlobStore::open(d.path(), &db()).unwrap());
+        let s = FileBlobStore::open(d.path(), &db()).unwrap();
+        super::super::blob::conformance::run(&s).unwrap();
+        super::super::blob::conformance::run_many(&s, 300).unwrap();
     }
 
     #[test]

@@ -11,9 +11,43 @@
 
 mod blob;
 mod files;
+pub mod migrate;
+pub mod s3;
 
-pub use blob::{BlobError, BlobStore, SledBlobStore, Verified, get_verified};
+pub use blob::{BlobError, BlobStore, SledBlobStore, Verified, conformance, get_verified};
 pub use files::FileBlobStore;
+pub use s3::{S3BlobStore, S3Connection, S3Error};
+
+/// Where a node keeps its blobs (`blob_store` in the configuration).
+#[derive(Debug, Clone)]
+pub enum BlobPlace {
+    /// In the sled database.
+    Sled,
+    /// Files under this directory.
+    Files(std::path::PathBuf),
+    /// An S3-compatible object store (one connection shared by every namespace).
+    S3(Arc<S3Connection>),
+}
+
+impl BlobPlace {
+    /// The `blob_store` value that names this place.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BlobPlace::Sled => "sled",
+            BlobPlace::Files(_) => "files",
+            BlobPlace::S3(_) => "s3",
+        }
+    }
+
+    /// The store of the node's own blobs at this place.
+    pub fn open_own(&self, db: &sled::Db) -> Result<Arc<dyn BlobStore>, BlobError> {
+        Ok(match self {
+            BlobPlace::Files(dir) => Arc::new(FileBlobStore::open(dir, db)?),
+            BlobPlace::Sled => Arc::new(SledBlobStore::open(db)?),
+            BlobPlace::S3(conn) => Arc::new(conn.namespace("blobs")),
+        })
+    }
+}
 
 use crate::log::{PendingEvent, tree as log_tree};
 use archipel_proto::manifest::BlobId;
@@ -74,6 +108,7 @@ impl From<BlobError> for StoreError {
         match e {
             BlobError::Io(io) => StoreError::Io(io),
             BlobError::Backend(s) => StoreError::Backend(s),
+            e @ BlobError::S3(_) => StoreError::Backend(e.to_string()),
         }
     }
 }
@@ -115,6 +150,8 @@ const BLOB_BYTES: &[u8] = b"count/blob_bytes";
 /// Present while some key envelopes may still be wrapped to an older set of recipients
 /// (a key rotation or a recovery-recipient change that has not finished re-wrapping).
 const KEY_REWRAP_PENDING: &[u8] = b"keys/rewrap-pending";
+/// Where the blobs are (`blob_store`'s value), written at creation and by `migrate-blobs`.
+const BLOB_PLACE: &[u8] = b"blob_place";
 
 fn read_u64(v: Option<sled::IVec>) -> u64 {
     v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -168,12 +205,12 @@ fn open_db(config: sled::Config) -> Result<sled::Db, sled::Error> {
 impl Store {
     /// Opens (or creates) the database and removes leftovers of unacknowledged ingests.
     /// `reserve`: free bytes no blob write may eat into (see `Config::disk_reserve_mib`).
-    /// `blobs_in`: a directory for the file blob store, or `None` to keep blobs in sled.
+    /// `blobs_in`: where the node's own blobs live.
     pub fn open(
         path: &Path,
         cache_capacity: u64,
         reserve: u64,
-        blobs_in: Option<&Path>,
+        blobs_in: &BlobPlace,
     ) -> Result<Self, StoreError> {
         let db = open_db(
             sled::Config::new()
@@ -181,10 +218,7 @@ impl Store {
                 .cache_capacity(cache_capacity)
                 .mode(sled::Mode::HighThroughput),
         )?;
-        let blobs: Arc<dyn BlobStore> = match blobs_in {
-            Some(dir) => Arc::new(FileBlobStore::open(dir, &db)?),
-            None => Arc::new(SledBlobStore::open(&db)?),
-        };
+        let blobs = blobs_in.open_own(&db)?;
         let store = Store {
             records: db.open_tree("records")?,
             record_keys: db.open_tree("record_keys")?,
@@ -201,6 +235,24 @@ impl Store {
             blobs,
             db,
         };
+        // Blobs stay where they were written until `migrate-blobs` moves them: a changed
+        // `blob_store` alone would make every record look damaged.
+        match store.meta.get(BLOB_PLACE)? {
+            None => {
+                store.meta.insert(BLOB_PLACE, blobs_in.kind().as_bytes())?;
+            }
+            Some(k) if k.as_ref() == blobs_in.kind().as_bytes() => {}
+            Some(k) => {
+                let k = String::from_utf8_lossy(&k);
+                return Err(StoreError::Backend(format!(
+                    "this node's blobs are in {k:?} but the configuration says blob_store = {:?}: \
+                     set blob_store = {k:?} back, or move them with \
+                     `archipel-node migrate-blobs --to {}`",
+                    blobs_in.kind(),
+                    blobs_in.kind()
+                )));
+            }
+        }
         let cleaned = store.clean_staging(None)?;
         if cleaned > 0 {
             tracing::info!(blobs = cleaned, "removed leftovers of unfinished ingests");
@@ -223,8 +275,14 @@ impl Store {
         id: &BlobId,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        // Never let sled meet a full disk: it does not recover well from ENOSPC.
-        self.ensure_room(bytes.len() as u64, self.reserve, "a blob")?;
+        // Never let sled meet a full disk: it does not recover well from ENOSPC. A blob in an
+        // object store does not land here, but its staging mark does.
+        let local = if self.blobs.on_local_disk() {
+            bytes.len() as u64
+        } else {
+            0
+        };
+        self.ensure_room(local, self.reserve, "a blob")?;
         self.stage(session, id)?;
         if self.blobs.outside_log(bytes.len()) {
             // The mark must be on disk before the blob file exists (one flush per full-size
@@ -466,6 +524,13 @@ impl Store {
     pub(crate) fn bump_generation(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Records that the blobs now live at `place` (the last step of `migrate-blobs`).
+    pub fn set_blob_place(&self, place: &BlobPlace) -> Result<(), StoreError> {
+        self.meta.insert(BLOB_PLACE, place.kind().as_bytes())?;
+        self.db.flush()?;
+        Ok(())
     }
 
     pub fn db(&self) -> &sled::Db {
