@@ -101,9 +101,22 @@ pub fn write_secret(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
 /// Replaces a secret file (mode 0600) atomically: a crash leaves the old or the new
 /// contents, never a mix. Key rotation and recovery-recipient changes use it.
 pub fn replace_secret(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
+    replace_file(path, contents, 0o600)
+}
+
+/// Replaces a file atomically with `mode`: a temporary file written and fsynced, renamed
+/// over the old one, then the directory fsynced. A crash leaves the old or the new file.
+pub fn replace_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), IdentityError> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
-    write_secret(&tmp, contents)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(contents).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
     sync_dir(path)
 }
@@ -187,12 +200,7 @@ pub fn write_node_file(data: &Path, file: &NodeFile) -> Result<(), IdentityError
         path: path.display().to_string(),
         why: e.to_string(),
     })?;
-    let tmp = data.join("node.toml.tmp");
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    sync_dir(&path)
+    replace_file(&path, text.as_bytes(), 0o644)
 }
 
 /// Reads `node.toml` alone (no key files), e.g. to update it after a key rotation.

@@ -39,7 +39,9 @@ pub enum KeyManagementError {
         "{copies} copies at holders still carry key envelopes that need a previous key; wait for replication to send the re-wrapped ones (`archipel keys status`), or retire with --force and rely on the recovery recipients for those copies"
     )]
     HoldersBehind { copies: u64 },
-    #[error("key envelope of record {record} opens with no key of this node: {why}")]
+    #[error(
+        "key envelope of record {record} opens with no key of this node ({why}): if a previous territory key was lost, reinstall it from a recovery kit made before its retirement"
+    )]
     Unopenable { record: String, why: String },
 }
 
@@ -172,11 +174,8 @@ pub fn rewrap(archive: &Archive) -> Result<u64, KeyManagementError> {
 
 fn rewrap_locked(archive: &Archive) -> Result<u64, KeyManagementError> {
     let mut n = 0u64;
-    for id in archive.store.key_envelope_ids() {
-        let id = id?;
-        let Some(old) = archive.store.key_envelope(&id)? else {
-            continue;
-        };
+    for entry in archive.store.key_envelopes() {
+        let (id, old) = entry?;
         let new = rewrapped(archive, &id, &old)?;
         if archive.store.replace_key_envelope(&id, &old, &new)? {
             n += 1;
@@ -256,11 +255,8 @@ pub fn retire(archive: &Archive, force: bool) -> Result<Vec<String>, KeyManageme
     // Every local envelope must open with the current key alone: an ingest that wrapped
     // its record key just before the rotation may have committed after the pass saw it.
     let mut stragglers = 0u64;
-    for id in archive.store.key_envelope_ids() {
-        let id = id?;
-        let Some(ke) = archive.store.key_envelope(&id)? else {
-            continue;
-        };
+    for entry in archive.store.key_envelopes() {
+        let (id, ke) = entry?;
         if !archive.keys.opens_with_current(&ke, &id) {
             let new = rewrapped(archive, &id, &ke)?;
             archive.store.replace_key_envelope(&id, &ke, &new)?;

@@ -115,16 +115,6 @@ fn recipients_text(rs: &[age::x25519::Recipient]) -> String {
     rs.iter().map(|r| format!("{r}\n")).collect()
 }
 
-/// Replaces a public file atomically (write, fsync, rename).
-fn replace_public(path: &Path, text: &str) -> Result<(), KeyError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
-}
-
 impl Keyring {
     /// Creates fresh territory keys in `data/keys` (which must exist, mode 0700).
     pub fn create(data: &Path, recovery: &[String]) -> Result<Self, KeyError> {
@@ -338,9 +328,10 @@ impl Keyring {
         } else {
             next.retain(|x| x.to_string() != r.to_string());
         }
-        replace_public(
+        identity::replace_file(
             &identity::keys_dir(data).join(RECOVERY_FILE),
-            &recipients_text(&next),
+            recipients_text(&next).as_bytes(),
+            0o644,
         )?;
         s.recovery = next;
         Ok(true)
@@ -456,14 +447,21 @@ pub fn open_with(
     sealed: &[u8],
     what: &str,
 ) -> Result<Vec<u8>, KeyError> {
+    open_with_any(std::iter::once(identity), sealed, what)
+}
+
+/// Opens a small age file with whichever of some identities it was sealed to.
+fn open_with_any<'a>(
+    identities: impl Iterator<Item = &'a dyn age::Identity>,
+    sealed: &[u8],
+    what: &str,
+) -> Result<Vec<u8>, KeyError> {
     let err = |why: String| KeyError::Decrypt {
         what: what.to_string(),
         why,
     };
     let dec = age::Decryptor::new_buffered(sealed).map_err(|e| err(e.to_string()))?;
-    let mut r = dec
-        .decrypt(std::iter::once(identity))
-        .map_err(|e| err(e.to_string()))?;
+    let mut r = dec.decrypt(identities).map_err(|e| err(e.to_string()))?;
     let mut out = Vec::new();
     r.read_to_end(&mut out).map_err(|e| err(e.to_string()))?;
     Ok(out)
@@ -476,16 +474,7 @@ fn unwrap_with<'a>(
     record_id: &str,
 ) -> Result<age::x25519::Identity, KeyError> {
     let what = format!("key envelope of record {record_id}");
-    let err = |why: String| KeyError::Decrypt {
-        what: what.clone(),
-        why,
-    };
-    let dec = age::Decryptor::new_buffered(envelope).map_err(|e| err(e.to_string()))?;
-    let mut r = dec
-        .decrypt(ids.map(|i| i as &dyn age::Identity))
-        .map_err(|e| err(e.to_string()))?;
-    let mut plain = Vec::new();
-    r.read_to_end(&mut plain).map_err(|e| err(e.to_string()))?;
+    let plain = open_with_any(ids.map(|i| i as &dyn age::Identity), envelope, &what)?;
     let text =
         String::from_utf8(plain).map_err(|_| KeyError::BadIdentity { what: what.clone() })?;
     parse_identity(&text, &what)

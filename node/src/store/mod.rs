@@ -562,12 +562,14 @@ impl Store {
             .is_ok())
     }
 
-    /// Every record ID with a key envelope, in order.
-    pub fn key_envelope_ids(&self) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
-        self.record_keys
-            .iter()
-            .keys()
-            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+    /// Every record's key envelope, in record ID order.
+    pub fn key_envelopes(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>), StoreError>> + '_ {
+        self.record_keys.iter().map(|kv| {
+            let (k, v) = kv?;
+            Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+        })
     }
 
     pub fn rewrap_pending(&self) -> Result<bool, StoreError> {
