@@ -186,6 +186,7 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
         }
         Command::Log(cmd) => crate::log::run(&node, json_out, cmd).await,
         Command::Hold(cmd) => crate::hold::run(&node, json_out, cmd).await,
+        Command::Eliminate(args) => crate::eliminate::run(&node, json_out, args).await,
         Command::Peer(cmd) => crate::peer::run(&node, json_out, cmd).await,
         Command::Keys(cmd) => crate::keys::run(&node, json_out, cmd).await,
         Command::Federation => crate::federation::report(&node, json_out).await,

@@ -5,6 +5,7 @@ mod bag;
 mod commands;
 mod connect;
 mod demo;
+mod eliminate;
 mod federation;
 mod hold;
 mod keys;
@@ -29,7 +30,8 @@ Exit codes:
   6  fixity failure: a record does not match its digests (data loss)
   7  resource exhausted (disk full, record too large)
   8  a log, checkpoint or proof does not verify (tampering or fork)
-  9  refused by a rule of the archive (a legal hold, none to lift, a key still needed)";
+  9  refused by a rule of the archive (a legal hold, a DUA still running, none to lift,
+     a key still needed)";
 
 #[derive(Parser)]
 #[command(name = "archipel", version, about = "Archipel: archive a territory's records, read them back, check them.", after_help = EXIT_CODES)]
@@ -129,6 +131,9 @@ enum Command {
     /// The other territories' nodes this node trusts.
     #[command(subcommand)]
     Peer(peer::PeerCommand),
+    /// Lawful destruction of records whose DUA has run out (sort final D or T), against the
+    /// visa of the archives départementales; or, with --status, how far it got.
+    Eliminate(eliminate::EliminateArgs),
     /// Legal holds: a held record cannot be eliminated until the hold is lifted.
     #[command(subcommand)]
     Hold(hold::HoldCommand),

@@ -75,15 +75,31 @@ impl Archive {
         {
             return Ok(m.clone());
         }
-        let sealed = self
-            .store
-            .catalog_entry(record_id)?
-            .ok_or_else(|| StoreError::NotFound(record_id.to_string()))?;
+        let Some(sealed) = self.store.catalog_entry(record_id)? else {
+            return Err(StoreError::NotFound(self.missing(record_id)).into());
+        };
         let m = std::sync::Arc::new(self.open_catalog(record_id, &sealed)?);
         if let Ok(mut recent) = self.recent.lock() {
             *recent = Some(m.clone());
         }
         Ok(m)
+    }
+
+    /// How a missing record is named: with its elimination, if it was eliminated here.
+    fn missing(&self, record_id: &str) -> String {
+        let eliminated = self
+            .elimination(record_id)
+            .ok()
+            .flatten()
+            .and_then(|s| s.tombstone)
+            .and_then(|t| archipel_proto::tombstone::Tombstone::decode(&t.text).ok());
+        match eliminated {
+            Some(t) => format!(
+                "{record_id}: it was eliminated on {} under visa {:?}",
+                t.time, t.visa
+            ),
+            None => record_id.to_string(),
+        }
     }
 
     /// The last manifest read, if it is this record's: no I/O, so callers on async threads
@@ -96,7 +112,7 @@ impl Archive {
             .cloned()
     }
 
-    fn forget_recent(&self) {
+    pub(crate) fn forget_recent(&self) {
         if let Ok(mut recent) = self.recent.lock() {
             *recent = None;
         }

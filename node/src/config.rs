@@ -237,7 +237,10 @@ pub struct FederationConfig {
     pub scrub_interval_secs: u64,
     /// A holder unreachable for longer than this (seconds) is replaced.
     pub holder_grace_secs: u64,
-    /// Days a lawful deletion waits at holders, during which it can be cancelled.
+    /// Days a lawfully eliminated record is still kept at this node when it holds a copy
+    /// (from the tombstone's arrival), withdrawn but recoverable by hand should the
+    /// elimination have been ordered from a compromised origin; then it is deleted and a
+    /// signed deletion receipt goes back. 0: delete at once. At most 3650.
     pub deletion_quarantine_days: u32,
     /// Deletion requests from one origin within an hour that raise an alert at a holder.
     pub mass_change_alert: u32,
@@ -305,6 +308,12 @@ impl FederationConfig {
             out.push(format!(
                 "federation.challenge_blobs = {}: must be between 1 and 1024",
                 f.challenge_blobs
+            ));
+        }
+        if f.deletion_quarantine_days > 3650 {
+            out.push(format!(
+                "federation.deletion_quarantine_days = {}: must be at most 3650 (10 years)",
+                f.deletion_quarantine_days
             ));
         }
         if f.mass_change_alert == 0 {

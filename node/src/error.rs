@@ -45,6 +45,8 @@ pub enum Error {
     KeyManagement(#[from] crate::key_management::KeyManagementError),
     #[error(transparent)]
     Hold(#[from] crate::hold::HoldError),
+    #[error(transparent)]
+    Elimination(#[from] crate::elimination::EliminationError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("I/O error on {path}: {source}")]
@@ -73,6 +75,8 @@ impl From<Error> for tonic::Status {
                 StoreError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => {
                     Status::resource_exhausted(msg)
                 }
+                StoreError::Held(_) => Status::failed_precondition(msg),
+                StoreError::Eliminated => Status::aborted(msg),
                 StoreError::Corrupt { .. }
                 | StoreError::Missing { .. }
                 | StoreError::Damaged { .. }
@@ -116,6 +120,14 @@ impl From<Error> for tonic::Status {
                     H::Reason => Status::invalid_argument(msg),
                     H::AlreadyHeld(_) | H::NotHeld(_) => Status::failed_precondition(msg),
                     H::Damaged(..) => Status::data_loss(msg),
+                }
+            }
+            Error::Elimination(e) => {
+                use crate::elimination::EliminationError as E;
+                match e {
+                    E::Visa | E::Records => Status::invalid_argument(msg),
+                    E::Refused(_) => Status::failed_precondition(msg),
+                    E::Damaged(..) => Status::data_loss(msg),
                 }
             }
             // Their modules say which code fits each of their variants.

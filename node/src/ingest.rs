@@ -583,6 +583,7 @@ impl IngestSession {
                 Some(e) => Some(e.clone()),
                 None => match self.archive.store.dedup_lookup(&dkey)? {
                     Some(sealed) => {
+                        self.plan.reused_dedup.push(dkey);
                         let plain = keys.open_index(&sealed, &dkey, "deduplication entry")?;
                         Some(FileEntry::decode(&plain).map_err(|e| {
                             StoreError::Backend(format!("deduplication entry: {e}"))

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod archive;
 pub mod clock;
 pub mod config;
+pub mod elimination;
 pub mod error;
 pub mod federation;
 pub mod fixity;

@@ -89,6 +89,11 @@ enum Op {
         blobs: u8,
     },
     Restart,
+    /// Lawful destruction of a record (its DUA has run out): its blobs go unless another
+    /// record shares its content; its deduplication entries go with the last reference.
+    Eliminate {
+        record: usize,
+    },
 }
 
 fn size() -> impl Strategy<Value = usize> {
@@ -139,6 +144,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(|record| Op::Verify { record }),
         1 => (any::<u64>(), 1u8..=3).prop_map(|(seed, blobs)| Op::Leftover { seed, blobs }),
         2 => Just(Op::Restart),
+        2 => any::<usize>().prop_map(|record| Op::Eliminate { record }),
     ]
 }
 
@@ -263,6 +269,10 @@ impl Harness {
         let archive = self.archive().clone();
         let meta = archipel_node::record::validate(&archipel_proto::v1::RecordMetadata {
             title: title.clone(),
+            // Eliminable: a DUA that ran out long ago, sort final D.
+            dua_years: Some(1),
+            final_disposition: "D".into(),
+            date: "2000-01-01".into(),
             ..Default::default()
         })
         .unwrap();
@@ -343,6 +353,29 @@ impl Harness {
             }
         });
         self.settle();
+    }
+
+    fn eliminate(&mut self, record: usize) {
+        let Some(id) = self.pick(record) else {
+            return;
+        };
+        let archive = self.archive().clone();
+        let done = self
+            .rt
+            .block_on(archive.eliminate(std::slice::from_ref(&id), "AD visa 2026-1"))
+            .unwrap();
+        assert_eq!(done.len(), 1);
+        self.model.remove(&id);
+        self.order.retain(|r| *r != id);
+        assert!(archive.manifest(&id).is_err(), "{id} still readable");
+        assert!(
+            archive.elimination(&id).unwrap().is_some(),
+            "{id}: no tombstone"
+        );
+        let again = self
+            .rt
+            .block_on(archive.eliminate(std::slice::from_ref(&id), "AD visa 2026-1"));
+        assert!(again.is_err(), "{id} eliminated twice");
     }
 
     fn pick(&self, i: usize) -> Option<String> {
@@ -595,6 +628,7 @@ impl Harness {
             Op::Verify { record } => self.verify(*record),
             Op::Leftover { seed, blobs } => self.leftover(*seed, *blobs),
             Op::Restart => self.restart(),
+            Op::Eliminate { record } => self.eliminate(*record),
         }
         self.check();
     }

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod note;
 pub mod rfc6962;
 pub mod tlog_proof;
+pub mod tombstone;
 pub mod witness;
 
 /// Generated gRPC types and services (package `archipel.v1`).

@@ -1,6 +1,7 @@
 //! The gRPC admin API. Thin: it translates between the wire and the modules that do the work.
 
 mod audit;
+mod elimination;
 mod federation;
 mod keys;
 mod peers;
@@ -391,6 +392,31 @@ impl ArchiveApi for AdminService {
         let h = self.archive.hold_lift(&id).await?;
         tracing::info!(record = %id, "legal hold lifted");
         Ok(Response::new(hold_info(h)))
+    }
+
+    async fn eliminate(
+        &self,
+        request: Request<pb::EliminateRequest>,
+    ) -> Result<Response<pb::EliminateResponse>, Status> {
+        let req = request.into_inner();
+        let (eliminated, deleted_blobs) =
+            elimination::eliminate(&self.archive, &req.record_ids, &req.visa).await?;
+        Ok(Response::new(pb::EliminateResponse {
+            eliminated,
+            deleted_blobs,
+        }))
+    }
+
+    async fn eliminations(
+        &self,
+        request: Request<ShowRequest>,
+    ) -> Result<Response<pb::EliminationsResponse>, Status> {
+        let id = request.into_inner().record_id;
+        let a = self.archive.clone();
+        let eliminations = tokio::task::spawn_blocking(move || elimination::eliminations(&a, &id))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::EliminationsResponse { eliminations }))
     }
 
     async fn hold_list(

@@ -52,7 +52,7 @@ pub struct HeldTotals {
     pub bytes: u64,
 }
 
-fn totals_of(v: Option<sled::IVec>) -> HeldTotals {
+pub(super) fn totals_of(v: Option<sled::IVec>) -> HeldTotals {
     match v.as_deref() {
         Some(b) if b.len() == 16 => HeldTotals {
             records: u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
@@ -62,7 +62,7 @@ fn totals_of(v: Option<sled::IVec>) -> HeldTotals {
     }
 }
 
-fn totals_bytes(t: HeldTotals) -> [u8; 16] {
+pub(super) fn totals_bytes(t: HeldTotals) -> [u8; 16] {
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&t.records.to_be_bytes());
     out[8..].copy_from_slice(&t.bytes.to_be_bytes());
@@ -98,6 +98,8 @@ pub struct Holding {
     index: sled::Tree,
     staging: sled::Tree,
     meta: sled::Tree,
+    /// Tombstones of lawfully eliminated records (`federation::tombstone`).
+    tombstones: sled::Tree,
     place: BlobPlace,
     stores: Mutex<HashMap<String, Arc<dyn BlobStore>>>,
     /// Envelopes (by digest) whose origin signature was checked at offer, so that the
@@ -119,6 +121,7 @@ impl Holding {
             index: db.open_tree("held_index")?,
             staging: db.open_tree("held_staging")?,
             meta: db.open_tree("held_meta")?,
+            tombstones: db.open_tree("held_tombstones")?,
             // Held blobs sit next to the node's own, in their own namespace per origin.
             place: match place {
                 BlobPlace::Files(_) => BlobPlace::Files(data_dir.join("blobs").join("held")),
@@ -159,6 +162,16 @@ impl Holding {
         };
         stores.insert(origin.to_string(), store.clone());
         Ok(store)
+    }
+
+    /// Older versions of held records (origin ‖ record ‖ digest), for lawful destruction.
+    pub(super) fn versions_tree(&self) -> &sled::Tree {
+        &self.versions
+    }
+
+    /// The trees a held record lives in: records, versions, index, per-origin totals.
+    pub(super) fn trees(&self) -> (&sled::Tree, &sled::Tree, &sled::Tree, &sled::Tree) {
+        (&self.records, &self.versions, &self.index, &self.meta)
     }
 
     /// The (record ID, envelope digest) set kept for `origin`, for anti-entropy.
@@ -231,6 +244,16 @@ impl Holding {
                 envelope.origin, caller.node_id
             ));
         }
+        if self
+            .tombstones
+            .contains_key(key(&caller.node_id, envelope.record_id.as_bytes()))
+            .unwrap_or(false)
+        {
+            return Err(format!(
+                "record {} was eliminated by its origin: no copy of it is kept any more",
+                envelope.record_id
+            ));
+        }
         let digest = *blake3::hash(&copy.envelope).as_bytes();
         let known = self
             .verified
@@ -264,7 +287,7 @@ impl Holding {
     }
 
     /// Notes a refused overwrite or deletion; alerts when an origin makes too many.
-    fn suspicious(&self, archive: &Archive, origin: &str, count: usize) {
+    pub(super) fn suspicious(&self, archive: &Archive, origin: &str, count: usize) {
         let threshold = archive.config.federation.mass_change_alert as usize;
         let alert = {
             let Ok(mut map) = self.suspicious.lock() else {
@@ -299,7 +322,7 @@ impl Holding {
         }
     }
 
-    fn log_rejection(&self, archive: &Archive, origin: &str, object: &str, why: &str) {
+    pub(super) fn log_rejection(&self, archive: &Archive, origin: &str, object: &str, why: &str) {
         tracing::warn!(origin, object, why, "refused a replicated copy");
         let detail = *blake3::hash(why.as_bytes()).as_bytes();
         let object = if object.is_empty() { origin } else { object };
@@ -623,6 +646,10 @@ impl Holding {
                 break;
             }
             if k.as_ref() == key(origin, request.after.as_bytes()).as_slice() {
+                continue;
+            }
+            // A record under a tombstone is withdrawn: a restore must not bring it back.
+            if self.tombstones.contains_key(&k)? {
                 continue;
             }
             if answer.records.len() == limit {

@@ -15,6 +15,7 @@
 //! - `scrub`: re-reading what is held, and repair from the other copies;
 //! - `witness`: C2SP tlog-witness for peers' logs, and log replication;
 //! - `release`: keys of communicable records sent to their holders, for peer gateways;
+//! - `tombstone`: lawful destruction: tombstones to holders, quarantine, deletion receipts;
 //! - `restore`: rebuilding a wiped node from its peers with its recovery kit.
 
 pub mod challenge;
@@ -28,6 +29,7 @@ pub mod replicator;
 pub mod restore;
 pub mod scrub;
 pub mod service;
+pub mod tombstone;
 pub mod transport;
 pub mod upkeep;
 pub mod witness;

@@ -200,6 +200,15 @@ impl Federation for FederationService {
         .await
     }
 
+    async fn tombstones(&self, request: Request<TombstoneBatch>) -> Answer<TombstoneAnswers> {
+        let caller = Caller::of(&request)?;
+        let a = self.archive.clone();
+        blocking(move || {
+            super::tombstone::accept(&a, &caller, request.into_inner()).map_err(status)
+        })
+        .await
+    }
+
     async fn release(&self, request: Request<ReleaseRequest>) -> Answer<ReleaseResponse> {
         let caller = Caller::of(&request)?;
         let a = self.archive.clone();

@@ -103,6 +103,25 @@ async fn scrub(archive: &Arc<Archive>) {
     }
 }
 
+/// Lawful destruction: deletes held records whose quarantine is over, then sends our
+/// pending tombstones to the peers.
+pub async fn tombstones(archive: &Arc<Archive>) {
+    let a = archive.clone();
+    match tokio::task::spawn_blocking(move || super::tombstone::shred_due(&a)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(records = n, "held records deleted after their quarantine"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "deleting held records after their quarantine failed")
+        }
+        Err(e) => tracing::warn!(error = %e, "deleting held records: task failed"),
+    }
+    match super::tombstone::propagate(archive).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(receipts = n, "deletion receipts received"),
+        Err(e) => tracing::warn!(error = %e, "sending tombstones failed"),
+    }
+}
+
 /// Runs the periodic jobs until `shutdown`.
 pub async fn run(archive: Arc<Archive>, mut shutdown: watch::Receiver<bool>) {
     let f = archive.config.federation.clone();
@@ -120,6 +139,7 @@ pub async fn run(archive: Arc<Archive>, mut shutdown: watch::Receiver<bool>) {
                 }
                 _ = sc.tick() => scrub(&archive).await,
                 _ = rl.tick() => {
+                    tombstones(&archive).await;
                     match super::release::release_all(&archive).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(records = n, "communicable records released to their holders"),

@@ -15,12 +15,13 @@
 //! decades ago. A later metadata edit does not move the datestamp: the catalog keeps no
 //! modification time yet, and finding it in the audit log would mean scanning the log.
 //!
-//! Deleted records: `deletedRecord` is `persistent`. Nothing deletes records yet (lawful
-//! destruction is a later issue); a record absent from the catalog while the audit log holds
-//! its ingestion event is answered by GetRecord with a deleted header (datestamp: the day of
-//! that event, the only date known) and by ListMetadataFormats with `noMetadataFormats`. The
-//! list verbs walk the catalog and so do not list such records; once destruction logs
-//! deletions with an index by date, they will.
+//! Deleted records: `deletedRecord` is `persistent`. A record eliminated lawfully while
+//! OAI-PMH listed it stays in every list verb and in GetRecord as a header with
+//! `status="deleted"`, its sets, and the day of its elimination as datestamp (so an
+//! incremental `from=` harvest learns of it); the origin keeps its tombstone for ever
+//! (`elimination`). A record that was never listed (closed, metadata not public) stays
+//! unknown. A record absent from the catalog with no tombstone while the audit log holds its
+//! ingestion event is answered by GetRecord with a deleted header dated by that event.
 
 pub mod args;
 mod xml;
@@ -395,6 +396,69 @@ fn visible(m: &Manifest, today: Date) -> Option<Visible<'_>> {
     })
 }
 
+/// The sets a record is listed in by OAI-PMH on `today`, or `None` if it is not listed
+/// (remembered when it is eliminated, to report it as deleted).
+pub fn listed(m: &Manifest, today: Date) -> Option<Vec<String>> {
+    visible(m, today).map(|v| v.sets)
+}
+
+/// A lawfully eliminated record that OAI-PMH listed: a deleted header.
+struct Gone {
+    id: String,
+    day: Date,
+    sets: Vec<String>,
+}
+
+enum Item {
+    Live(Box<Manifest>),
+    Gone(Gone),
+}
+
+impl Item {
+    fn id(&self) -> &str {
+        match self {
+            Item::Live(m) => &m.record_id,
+            Item::Gone(g) => &g.id,
+        }
+    }
+}
+
+/// Fills one page of a list verb from items met in record ID order.
+struct Pager<'q> {
+    q: &'q ListQuery,
+    today: Date,
+    size: usize,
+    page: Vec<Item>,
+    more: bool,
+}
+
+impl Pager<'_> {
+    /// Takes the item if the query selects it; false once the page is full and another
+    /// selected item exists (then there is a next page).
+    fn offer(&mut self, item: Item) -> bool {
+        let (day, sets) = match &item {
+            Item::Live(m) => match visible(m, self.today) {
+                Some(v) => (v.datestamp, v.sets),
+                None => return true,
+            },
+            Item::Gone(g) => (g.day, g.sets.clone()),
+        };
+        let q = self.q;
+        let selected = q.from.is_none_or(|f| day >= f)
+            && q.until.is_none_or(|u| day <= u)
+            && q.set.as_deref().is_none_or(|s| in_set(&sets, s));
+        if !selected {
+            return true;
+        }
+        if self.page.len() == self.size {
+            self.more = true;
+            return false;
+        }
+        self.page.push(item);
+        true
+    }
+}
+
 /// `producer:<slug>` and `type:<slug>` for a record (when it has them).
 fn record_sets(m: &Manifest) -> Vec<String> {
     let mut sets = Vec::new();
@@ -544,8 +608,17 @@ impl<'a> Repository<'a> {
                 }
             }
             Err(crate::error::Error::Store(crate::store::StoreError::NotFound(_))) => {
+                if let Some(state) = self.archive.elimination(id)? {
+                    // Reported as deleted only if it was listed when it was eliminated.
+                    return if state.oai_visible {
+                        let day = gone_day(&state).unwrap_or(self.today);
+                        Ok(Lookup::Deleted(id.to_string(), day, state.oai_sets))
+                    } else {
+                        Err(unknown().into())
+                    };
+                }
                 match self.deleted_day(id)? {
-                    Some(day) => Ok(Lookup::Deleted(id.to_string(), day)),
+                    Some(day) => Ok(Lookup::Deleted(id.to_string(), day, Vec::new())),
                     None => Err(unknown().into()),
                 }
             }
@@ -675,29 +748,91 @@ impl<'a> Repository<'a> {
         Ok(())
     }
 
+    /// Eliminated records after `after` that OAI-PMH listed, in record ID order.
+    fn gone_after(
+        &self,
+        after: &str,
+    ) -> Result<impl Iterator<Item = Result<Gone, Answer>> + use<>, Answer> {
+        let today = self.today;
+        Ok(self
+            .archive
+            .store
+            .tombstones_after(after)
+            .map_err(crate::error::Error::from)?
+            .filter_map(move |kv| {
+                let (id, bytes) = match kv {
+                    Ok(kv) => kv,
+                    Err(e) => return Some(Err(Answer::from(crate::error::Error::from(e)))),
+                };
+                let state = match <archipel_proto::v1::EliminationState as prost::Message>::decode(
+                    bytes.as_slice(),
+                ) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return Some(Err(Answer::from(crate::error::Error::from(
+                            crate::store::StoreError::Backend(format!(
+                                "elimination state of {id}: {e}"
+                            )),
+                        ))));
+                    }
+                };
+                if !state.oai_visible {
+                    return None;
+                }
+                Some(Ok(Gone {
+                    day: gone_day(&state).unwrap_or(today),
+                    sets: state.oai_sets,
+                    id,
+                }))
+            }))
+    }
+
     fn list(&self, w: &mut Writer, q: &ListQuery, key: &[u8; 32]) -> Result<(), Answer> {
         Self::check_prefix(&q.metadata_prefix)?;
-        let page_size = self.settings.page_size;
-        let today = self.today;
-        let mut page: Vec<Manifest> = Vec::new();
-        let mut more = false;
+        let mut pager = Pager {
+            q,
+            today: self.today,
+            size: self.settings.page_size,
+            page: Vec::new(),
+            more: false,
+        };
+        // The catalog and the tombstones are both in record ID order: merge them.
+        let mut gone = self.gone_after(&q.after)?.peekable();
+        let mut failure: Option<Answer> = None;
+        let mut stopped = false;
         self.scan(&q.after, |m| {
-            let Some(v) = visible(m, today) else {
-                return true;
-            };
-            let selected = q.from.is_none_or(|f| v.datestamp >= f)
-                && q.until.is_none_or(|u| v.datestamp <= u)
-                && q.set.as_deref().is_none_or(|s| in_set(&v.sets, s));
-            if !selected {
-                return true;
+            while let Some(g) = gone.next_if(|g| g.as_ref().map_or(true, |g| g.id < m.record_id)) {
+                match g {
+                    Ok(g) => {
+                        if !pager.offer(Item::Gone(g)) {
+                            stopped = true;
+                            return false;
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        stopped = true;
+                        return false;
+                    }
+                }
             }
-            if page.len() == page_size {
-                more = true;
+            if !pager.offer(Item::Live(Box::new(m.clone()))) {
+                stopped = true;
                 return false;
             }
-            page.push(m.clone());
             true
         })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !stopped {
+            for g in gone {
+                if !pager.offer(Item::Gone(g?)) {
+                    break;
+                }
+            }
+        }
+        let (page, more) = (pager.page, pager.more);
         if page.is_empty() {
             return Err(OaiError::new(
                 ErrorCode::NoRecordsMatch,
@@ -711,20 +846,33 @@ impl<'a> Repository<'a> {
             "ListIdentifiers"
         };
         w.open(element, &[]);
-        for m in &page {
-            let Some(v) = visible(m, today) else {
-                continue;
-            };
-            if q.records {
-                self.write_record(w, &v);
-            } else {
-                self.write_header(w, &v);
+        for item in &page {
+            match item {
+                Item::Live(m) => {
+                    let Some(v) = visible(m, self.today) else {
+                        continue;
+                    };
+                    if q.records {
+                        self.write_record(w, &v);
+                    } else {
+                        self.write_header(w, &v);
+                    }
+                }
+                Item::Gone(g) => {
+                    if q.records {
+                        w.open("record", &[]);
+                    }
+                    self.write_deleted_header(w, &g.id, g.day, &g.sets);
+                    if q.records {
+                        w.close();
+                    }
+                }
             }
         }
         let cursor = q.cursor.to_string();
         if more {
             let next = ListQuery {
-                after: page.last().map(|m| m.record_id.clone()).unwrap_or_default(),
+                after: page.last().map(|i| i.id().to_string()).unwrap_or_default(),
                 cursor: q.cursor.saturating_add(page.len() as u64),
                 ..q.clone()
             };
@@ -757,17 +905,24 @@ impl<'a> Repository<'a> {
                     self.write_record(w, &v);
                 }
             }
-            Lookup::Deleted(id, day) => {
+            Lookup::Deleted(id, day, sets) => {
                 w.open("record", &[]);
-                w.open("header", &[("status", "deleted")]);
-                w.text("identifier", &[], &self.identifier(&id));
-                w.text("datestamp", &[], &clock::format_date(day));
-                w.close();
+                self.write_deleted_header(w, &id, day, &sets);
                 w.close();
             }
         }
         w.close();
         Ok(())
+    }
+
+    fn write_deleted_header(&self, w: &mut Writer, id: &str, day: Date, sets: &[String]) {
+        w.open("header", &[("status", "deleted")]);
+        w.text("identifier", &[], &self.identifier(id));
+        w.text("datestamp", &[], &clock::format_date(day));
+        for s in sets {
+            w.text("setSpec", &[], s);
+        }
+        w.close();
     }
 
     fn write_header(&self, w: &mut Writer, v: &Visible) {
@@ -860,10 +1015,18 @@ impl<'a> Repository<'a> {
     }
 }
 
+/// The day a record was eliminated, from its tombstone.
+fn gone_day(state: &archipel_proto::v1::EliminationState) -> Option<Date> {
+    let t = state.tombstone.as_ref()?;
+    let t = archipel_proto::tombstone::Tombstone::decode(&t.text).ok()?;
+    t.time.get(..10).and_then(clock::parse_date)
+}
+
 enum Lookup {
     Found(Box<Manifest>),
-    /// Record ID and the day of its ingestion event.
-    Deleted(String, Date),
+    /// Record ID, the day it was eliminated (or of its ingestion event, if that is all
+    /// that is known) and its sets.
+    Deleted(String, Date, Vec<String>),
 }
 
 /// The access statement of `dc:rights`, in French like the rest of the public pages.

@@ -10,11 +10,13 @@
 //! - an acknowledged record has been flushed to disk (`flush` before the answer).
 
 mod blob;
+mod eliminate;
 mod files;
 pub mod migrate;
 pub mod s3;
 
 pub use blob::{BlobError, BlobStore, SledBlobStore, Verified, conformance, get_verified};
+pub use eliminate::{Eliminated, EliminationPlan, FileObject};
 pub use files::FileBlobStore;
 pub use s3::{S3BlobStore, S3Connection, S3Error};
 
@@ -86,6 +88,13 @@ pub enum StoreError {
     DiskFull(String),
     #[error("record {record}: {why}")]
     Damaged { record: String, why: String },
+    #[error("record {0} is under a legal hold: lift it first (archipel hold lift {0})")]
+    Held(String),
+    #[error(
+        "a file of this ingest matched archived content that was eliminated meanwhile; \
+         send the record again"
+    )]
+    Eliminated,
 }
 
 impl StoreError {
@@ -133,6 +142,9 @@ pub struct CommitPlan {
     pub dedup_entries: Vec<([u8; 32], Vec<u8>)>,
     /// File objects (by ID) this record references; their reference counts grow by one.
     pub file_objects: Vec<[u8; 32]>,
+    /// Deduplication entries found in the store and reused: the commit is refused if one
+    /// vanished meanwhile (its content was eliminated and its blobs are being deleted).
+    pub reused_dedup: Vec<[u8; 32]>,
     /// Staged blobs this record now owns.
     pub staged: Vec<BlobId>,
     pub new_blob_bytes: u64,
@@ -357,6 +369,11 @@ impl Store {
                 records.insert(id, plan.envelope.as_slice())?;
                 record_keys.insert(id, plan.key_envelope.as_slice())?;
                 catalog.insert(id, plan.catalog_entry.as_slice())?;
+                for k in &plan.reused_dedup {
+                    if dedup.get(k)?.is_none() {
+                        return Err(ConflictableTransactionError::Abort(StoreError::Eliminated));
+                    }
+                }
                 for (k, v) in &plan.dedup_entries {
                     // First writer wins; a concurrent duplicate keeps its own copy.
                     if dedup.get(k)?.is_none() {

@@ -1,0 +1,455 @@
+//! Lawful destruction across the federation.
+//!
+//! Origin side (`propagate`): every tombstone without a deletion receipt from some current
+//! peer is sent to it again, on the replication schedule and right after an elimination,
+//! until each peer has answered with a signed receipt (a peer that never held the record
+//! answers at once, with 0 blobs). Receipts are checked against the peer's key, kept in the
+//! record's `EliminationState` and logged (PREMIS `deletion`, actor `holder-<node ID>`).
+//!
+//! Holder side (`accept`, `shred_due`): a tombstone must carry the origin's signature and
+//! name the content the holder keeps. From its arrival the record is withdrawn (no longer
+//! listed for restore, no longer served by the holder's gateway, new copies refused: PREMIS
+//! `deaccession`) but everything is kept for the federation's quarantine
+//! (`deletion_quarantine_days`), so an elimination ordered from a compromised origin can
+//! still be undone by hand from the holders' data. After it, one transaction removes the
+//! held record, its older versions and its key envelope (crypto-shredding) and notes the
+//! blobs to delete; then the blobs go (those no other held record of that origin uses),
+//! and the holder signs its deletion receipt (PREMIS `deletion`). A crash in between
+//! resumes from the noted blobs. Many tombstones from one origin within an hour raise the
+//! holder's mass-change alert, as refused deletions do.
+
+use super::replicator::{peer_err, peer_key};
+use super::service::Caller;
+use super::{FederationError, Peer};
+use crate::archive::Archive;
+use archipel_proto::custody::blob_set_digest;
+use archipel_proto::event::Outcome;
+use archipel_proto::manifest::{BlobId, Envelope};
+use archipel_proto::tombstone::{DeletionReceipt, Tombstone};
+use archipel_proto::v1::tombstone_answer::State;
+use archipel_proto::v1::{
+    EliminationState, HeldTombstone, SignedText, TombstoneAnswer, TombstoneAnswers, TombstoneBatch,
+};
+use prost::Message;
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Tombstones per request.
+const BATCH: usize = 500;
+
+fn key(origin: &str, record_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(origin.len() + record_id.len());
+    k.extend_from_slice(origin.as_bytes());
+    k.extend_from_slice(record_id.as_bytes());
+    k
+}
+
+fn storage(e: impl std::fmt::Display) -> FederationError {
+    FederationError::Storage(e.to_string())
+}
+
+fn tree(archive: &Archive) -> Result<sled::Tree, FederationError> {
+    Ok(archive.store.db().open_tree("held_tombstones")?)
+}
+
+fn quarantine_secs(archive: &Archive) -> i64 {
+    i64::from(archive.config.federation.deletion_quarantine_days) * 86_400
+}
+
+/// Whether `origin` eliminated `record_id` (a copy of it is then refused).
+pub fn is_tombstoned(
+    archive: &Archive,
+    origin: &str,
+    record_id: &str,
+) -> Result<bool, FederationError> {
+    Ok(tree(archive)?.contains_key(key(origin, record_id))?)
+}
+
+fn answer_of(archive: &Archive, record_id: &str, held: &HeldTombstone) -> TombstoneAnswer {
+    match &held.receipt {
+        Some(r) => TombstoneAnswer {
+            record_id: record_id.to_string(),
+            state: State::Deleted as i32,
+            receipt: Some(r.clone()),
+            ..Default::default()
+        },
+        None => TombstoneAnswer {
+            record_id: record_id.to_string(),
+            state: State::Quarantined as i32,
+            delete_after: crate::clock::rfc3339(held.received_at + quarantine_secs(archive)),
+            ..Default::default()
+        },
+    }
+}
+
+fn refused(record_id: &str, why: impl Into<String>) -> TombstoneAnswer {
+    TombstoneAnswer {
+        record_id: record_id.to_string(),
+        state: State::Refused as i32,
+        reason: why.into(),
+        ..Default::default()
+    }
+}
+
+/// Holder side: takes the caller's tombstones (see the module's documentation).
+pub fn accept(
+    archive: &Archive,
+    caller: &Caller,
+    batch: TombstoneBatch,
+) -> Result<TombstoneAnswers, FederationError> {
+    let stones = tree(archive)?;
+    let origin = &caller.node_id;
+    let mut answers = TombstoneAnswers::default();
+    let mut fresh = 0;
+    for signed in batch.tombstones.into_iter().take(BATCH) {
+        let t = match Tombstone::verify(&signed.text, &signed.signature, &caller.key) {
+            Ok(t) if &t.origin == origin => t,
+            Ok(t) => {
+                answers.answers.push(refused(
+                    &t.record_id,
+                    "a node sends only the tombstones of its own records",
+                ));
+                continue;
+            }
+            Err(e) => {
+                answers.answers.push(refused("", e.to_string()));
+                continue;
+            }
+        };
+        let k = key(origin, &t.record_id);
+        if let Some(v) = stones.get(&k)? {
+            let held = HeldTombstone::decode(v.as_ref()).map_err(storage)?;
+            answers
+                .answers
+                .push(answer_of(archive, &t.record_id, &held));
+            continue;
+        }
+        if let Some(h) = archive.holding.get(origin, &t.record_id)? {
+            let env = Envelope::decode(&h.copy.unwrap_or_default().envelope).map_err(storage)?;
+            if blob_set_digest(&env.blobs) != t.blob_set {
+                let why = "the tombstone names other content than the copy held here";
+                archive
+                    .holding
+                    .log_rejection(archive, origin, &t.record_id, why);
+                answers.answers.push(refused(&t.record_id, why));
+                continue;
+            }
+        }
+        let held = HeldTombstone {
+            tombstone: Some(signed.clone()),
+            received_at: crate::clock::now_unix(),
+            ..Default::default()
+        };
+        stones.insert(&k, held.encode_to_vec())?;
+        // Withdrawn at once: the holder's gateway no longer serves it.
+        let releases = archive.store.db().open_tree("held_releases")?;
+        if releases.remove(&k)?.is_some() {
+            archive
+                .store
+                .db()
+                .open_tree("held_releases_by_record")?
+                .remove(t.record_id.as_bytes())?;
+            archive.store.bump_generation();
+        }
+        archive
+            .append_event(
+                "deaccession",
+                &t.record_id,
+                &format!("tombstone-{origin}"),
+                Outcome::Success,
+                *blake3::hash(signed.text.as_bytes()).as_bytes(),
+            )
+            .map_err(storage)?;
+        fresh += 1;
+        answers
+            .answers
+            .push(answer_of(archive, &t.record_id, &held));
+    }
+    stones.flush()?;
+    if fresh > 0 {
+        archive.holding.suspicious(archive, origin, fresh);
+        // With no quarantine, delete now so that the origin has its receipts at once.
+        if quarantine_secs(archive) == 0 {
+            shred_due(archive)?;
+            for a in answers.answers.iter_mut() {
+                if a.state == State::Quarantined as i32
+                    && let Some(v) = stones.get(key(origin, &a.record_id))?
+                {
+                    let held = HeldTombstone::decode(v.as_ref()).map_err(storage)?;
+                    *a = answer_of(archive, &a.record_id, &held);
+                }
+            }
+        }
+    }
+    Ok(answers)
+}
+
+/// Holder side: deletes what each tombstone whose quarantine is over names. Returns how
+/// many records were deleted.
+pub fn shred_due(archive: &Archive) -> Result<usize, FederationError> {
+    let stones = tree(archive)?;
+    let now = crate::clock::now_unix();
+    let q = quarantine_secs(archive);
+    let mut done = 0;
+    for kv in stones.iter() {
+        let (k, v) = kv?;
+        let held = HeldTombstone::decode(v.as_ref()).map_err(storage)?;
+        if held.receipt.is_some() || (!held.shredding && held.received_at + q > now) {
+            continue;
+        }
+        let text = held.tombstone.clone().unwrap_or_default().text;
+        let t = Tombstone::decode(&text).map_err(storage)?;
+        shred_one(archive, &stones, &k, held, &t)?;
+        done += 1;
+    }
+    Ok(done)
+}
+
+fn shred_one(
+    archive: &Archive,
+    stones: &sled::Tree,
+    k: &[u8],
+    mut held: HeldTombstone,
+    t: &Tombstone,
+) -> Result<(), FederationError> {
+    let origin = &t.origin;
+    let holding = &archive.holding;
+    if !held.shredding {
+        let copy = holding.get(origin, &t.record_id)?;
+        let blobs: Vec<BlobId> = match &copy {
+            Some(h) => {
+                Envelope::decode(&h.copy.clone().unwrap_or_default().envelope)
+                    .map_err(storage)?
+                    .blobs
+            }
+            None => Vec::new(),
+        };
+        // Blobs another held record of this origin uses stay (deduplicated content).
+        let mut doomed: HashSet<BlobId> = blobs.iter().copied().collect();
+        if !doomed.is_empty() {
+            for r in holding.records_of(origin) {
+                let (id, env) = r?;
+                if id != t.record_id {
+                    for b in &env.blobs {
+                        doomed.remove(b);
+                    }
+                }
+            }
+        }
+        let store = holding.blobs_of(origin)?;
+        let mut bytes = 0u64;
+        for b in &doomed {
+            bytes += store.size(b)?.unwrap_or(0);
+        }
+        let versions: Vec<sled::IVec> = holding
+            .versions_tree()
+            .scan_prefix(k)
+            .keys()
+            .collect::<Result<_, _>>()?;
+        held.shredding = true;
+        held.pending_blobs = doomed.iter().map(|b| b.to_vec()).collect();
+        let value = held.encode_to_vec();
+        let was_held = copy.is_some();
+        let (records, versions_tree, index, meta) = holding.trees();
+        (records, versions_tree, index, meta, stones)
+            .transaction(|(records, versions_t, index, meta, stones)| {
+                records.remove(k)?;
+                index.remove(k)?;
+                for v in &versions {
+                    versions_t.remove(v.clone())?;
+                }
+                if was_held {
+                    let mut tot = super::holding::totals_of(meta.get(origin.as_bytes())?);
+                    tot.records = tot.records.saturating_sub(1);
+                    tot.bytes = tot.bytes.saturating_sub(bytes);
+                    meta.insert(origin.as_bytes(), &super::holding::totals_bytes(tot)[..])?;
+                }
+                stones.insert(k, value.as_slice())?;
+                Ok::<_, ConflictableTransactionError<FederationError>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Abort(e) => e,
+                sled::transaction::TransactionError::Storage(e) => e.into(),
+            })?;
+        stones.flush()?;
+    }
+    let store = holding.blobs_of(origin)?;
+    for b in &held.pending_blobs {
+        if let Ok(id) = <BlobId>::try_from(b.as_slice()) {
+            store.delete(&id)?;
+        }
+    }
+    store.flush()?;
+    let receipt = DeletionReceipt {
+        origin: origin.clone(),
+        record_id: t.record_id.clone(),
+        tombstone: *blake3::hash(held.tombstone.clone().unwrap_or_default().text.as_bytes())
+            .as_bytes(),
+        holder: archive.identity.node_id.clone(),
+        deleted_blobs: held.pending_blobs.len() as u64,
+        time: crate::clock::now_rfc3339(),
+    };
+    let (text, sig) = receipt
+        .sign(&archive.identity.signing_key)
+        .map_err(storage)?;
+    held.receipt = Some(SignedText {
+        text: text.clone(),
+        signature: sig.to_vec(),
+    });
+    held.shredding = false;
+    held.pending_blobs.clear();
+    stones.insert(k, held.encode_to_vec())?;
+    archive
+        .append_event(
+            "deletion",
+            &t.record_id,
+            &format!("holder-{origin}"),
+            Outcome::Success,
+            *blake3::hash(text.as_bytes()).as_bytes(),
+        )
+        .map_err(storage)?;
+    stones.flush()?;
+    tracing::info!(origin = %origin, record = %t.record_id, blobs = receipt.deleted_blobs, "held record deleted after its quarantine");
+    Ok(())
+}
+
+/// Origin side: sends pending tombstones to every current peer; returns how many deletion
+/// receipts arrived.
+pub async fn propagate(archive: &Arc<Archive>) -> Result<u32, FederationError> {
+    let peers = archive.peers.list().map_err(storage)?;
+    if peers.is_empty() {
+        return Ok(0);
+    }
+    let a = archive.clone();
+    let pending = tokio::task::spawn_blocking(move || -> Result<_, FederationError> {
+        let mut out: Vec<(String, EliminationState)> = Vec::new();
+        for kv in a.store.tombstones_after("").map_err(storage)? {
+            let (id, bytes) = kv.map_err(storage)?;
+            let state = EliminationState::decode(bytes.as_slice()).map_err(storage)?;
+            out.push((id, state));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(storage)??;
+    let mut received = 0;
+    for peer in &peers {
+        let todo: Vec<&(String, EliminationState)> = pending
+            .iter()
+            .filter(|(_, s)| !s.receipts.contains_key(&peer.node_id))
+            .collect();
+        for chunk in todo.chunks(BATCH) {
+            match send(archive, peer, chunk).await {
+                Ok(n) => received += n,
+                Err(e) => {
+                    tracing::warn!(peer = %peer.node_id, error = %e, "sending tombstones failed");
+                    break;
+                }
+            }
+        }
+    }
+    Ok(received)
+}
+
+async fn send(
+    archive: &Arc<Archive>,
+    peer: &Peer,
+    chunk: &[&(String, EliminationState)],
+) -> Result<u32, FederationError> {
+    let mut client = archive
+        .peers
+        .client(peer)
+        .await
+        .map_err(|e| FederationError::Peer {
+            node_id: peer.node_id.clone(),
+            reason: e.to_string(),
+        })?;
+    let key = peer_key(archive, peer, &mut client).await?;
+    let batch = TombstoneBatch {
+        tombstones: chunk
+            .iter()
+            .filter_map(|(_, s)| s.tombstone.clone())
+            .collect(),
+    };
+    let answers = client
+        .tombstones(batch)
+        .await
+        .map_err(|s| peer_err(peer, s))?
+        .into_inner();
+    let mut received = 0;
+    for a in answers.answers {
+        let Some((_, state)) = chunk.iter().find(|(id, _)| *id == a.record_id) else {
+            continue;
+        };
+        let stone_digest = *blake3::hash(
+            state
+                .tombstone
+                .as_ref()
+                .map(|t| t.text.as_bytes())
+                .unwrap_or_default(),
+        )
+        .as_bytes();
+        match State::try_from(a.state) {
+            Ok(State::Deleted) => {
+                let Some(signed) = a.receipt else { continue };
+                let r = match DeletionReceipt::verify(&signed.text, &signed.signature, &key) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(holder = %peer.node_id, error = %e, "invalid deletion receipt");
+                        continue;
+                    }
+                };
+                if r.origin != archive.identity.node_id
+                    || r.holder != peer.node_id
+                    || r.record_id != a.record_id
+                    || r.tombstone != stone_digest
+                {
+                    tracing::warn!(holder = %peer.node_id, record = %a.record_id, "deletion receipt for something else");
+                    continue;
+                }
+                let holder = peer.node_id.clone();
+                let detail = *blake3::hash(signed.text.as_bytes()).as_bytes();
+                archive
+                    .store
+                    .update_tombstone(&a.record_id, |old| {
+                        let mut s = EliminationState::decode(old).ok()?;
+                        s.quarantined_until.remove(&holder);
+                        s.receipts.insert(holder.clone(), signed.clone());
+                        Some(s.encode_to_vec())
+                    })
+                    .map_err(storage)?;
+                archive
+                    .append_event(
+                        "deletion",
+                        &a.record_id,
+                        &format!("holder-{}", peer.node_id),
+                        Outcome::Success,
+                        detail,
+                    )
+                    .map_err(storage)?;
+                received += 1;
+            }
+            Ok(State::Quarantined) => {
+                let holder = peer.node_id.clone();
+                let until = a.delete_after.clone();
+                archive
+                    .store
+                    .update_tombstone(&a.record_id, |old| {
+                        let mut s = EliminationState::decode(old).ok()?;
+                        if s.quarantined_until.get(&holder) == Some(&until) {
+                            return None;
+                        }
+                        s.quarantined_until.insert(holder.clone(), until.clone());
+                        Some(s.encode_to_vec())
+                    })
+                    .map_err(storage)?;
+            }
+            _ => {
+                tracing::warn!(holder = %peer.node_id, record = %a.record_id, reason = %a.reason, "holder refused a tombstone");
+            }
+        }
+    }
+    Ok(received)
+}

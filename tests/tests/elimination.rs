@@ -1,0 +1,426 @@
+//! Lawful destruction through the real binaries: every refusal (no visa, DUA still running,
+//! sort final C, no DUA, a legal hold, an unknown record, a list with one refusable record),
+//! then the elimination itself at one node (content gone, deduplicated content another
+//! record uses kept, events and tombstone kept, OAI-PMH reporting the record as deleted),
+//! and across three nodes: a holder with no quarantine deletes and confirms with a signed
+//! receipt, a holder in quarantine keeps its copy but no longer lists it, and a wiped origin
+//! restored from both does not get the record back.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/http.rs"]
+mod http;
+
+use archipel_tests::cluster::{ClusterOptions, TestCluster, free_port};
+use archipel_tests::{TestNode, expect_code, p};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+const VISA: &str = "AD29 visa d'élimination n° 2026-145";
+
+fn gateway_node(root: &Path) -> (TestNode, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut node = TestNode::init_with(
+        root,
+        "node",
+        "Commune de Plougastel",
+        &["--gateway-listen", &listen],
+    )
+    .unwrap();
+    let config = node.data.join("archipel.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+    text.insert_str(0, "gateway_rate_per_sec = 0\n");
+    std::fs::write(&config, text).unwrap();
+    node.start().unwrap();
+    let url = node.cli_json(&["status"])["gateway_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (node, url)
+}
+
+fn file(dir: &Path, name: &str, content: &str) -> std::path::PathBuf {
+    let f = dir.join(name);
+    std::fs::write(&f, content).unwrap();
+    f
+}
+
+fn events_of(node: &TestNode, record: &str) -> Vec<Value> {
+    node.cli_ok(&["log", "export", "--format", "jsonl"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["object"] == record)
+        .collect()
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn elimination_refuses_what_the_law_forbids_and_destroys_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, gateway) = gateway_node(dir.path());
+    let d = dir.path();
+    let public = ["--communicability", "immediate"];
+    let expired = |n: &str, extra: &[&str]| {
+        let mut args = vec!["--dua", "10", "--final", "D", "--date", "2001-03-15"];
+        args.extend_from_slice(extra);
+        node.ingest(
+            &[&file(d, &format!("{n}.txt"), &format!("contenu {n}\n"))],
+            n,
+            &args,
+        )
+    };
+    let gone = expired("Registre des arrêtés 2001", &public);
+    let held = expired("Dossier de contentieux", &[]);
+    let sampled = node.ingest(
+        &[&file(d, "t.txt", "échantillon\n")],
+        "Dossiers de personnel (tri)",
+        &["--dua", "5", "--final", "T", "--date", "1990-01-01"],
+    );
+    let kept = node.ingest(
+        &[&file(d, "c.txt", "délibération\n")],
+        "Délibérations 2001",
+        &["--dua", "10", "--final", "C", "--date", "2001-01-01"],
+    );
+    let running = node.ingest(
+        &[&file(d, "r.txt", "permis\n")],
+        "Permis de construire 2020",
+        &["--dua", "30", "--final", "D", "--date", "2020-06-01"],
+    );
+    let no_dua = node.ingest(&[&file(d, "n.txt", "note\n")], "Note", &[]);
+    // The same content as `gone`'s file, in a record that is kept: deduplicated.
+    let twin = node.ingest(
+        &[&file(d, "twin.txt", "contenu Registre des arrêtés 2001\n")],
+        "Copie du registre",
+        &["--dua", "10", "--final", "C", "--date", "2001-01-01"],
+    );
+    node.cli_ok(&["hold", "set", &held, "--reason", "Contentieux TA Rennes"]);
+    let blobs_before = node.cli_json(&["status"])["blobs"].as_u64();
+
+    // Refusals: nothing changes.
+    expect_code(&node.cli(&["eliminate", &gone]), 2, "no --visa");
+    expect_code(
+        &node.cli(&["eliminate", &gone, "--visa", "  "]),
+        5,
+        "blank visa",
+    );
+    for (id, why) in [
+        (&kept, "conserver"),
+        (&running, "runs until 2050-06-01"),
+        (&no_dua, "no DUA"),
+        (&held, "legal hold"),
+    ] {
+        let err = expect_code(&node.cli(&["eliminate", id, "--visa", VISA]), 9, why);
+        assert!(err.contains(why), "{why}: {err}");
+    }
+    let err = expect_code(
+        &node.cli(&["eliminate", "01KAX7M3S1H4T6Q9W2Z8B5C0DE", "--visa", VISA]),
+        9,
+        "unknown",
+    );
+    assert!(err.contains("no record"), "{err}");
+    // A bordereau is destroyed whole or not at all: every reason is given.
+    let err = expect_code(
+        &node.cli(&["eliminate", &gone, &kept, &held, "--visa", VISA]),
+        9,
+        "mixed list",
+    );
+    assert!(
+        err.contains("conserver") && err.contains("legal hold"),
+        "{err}"
+    );
+    node.assert_get_file(
+        &gone,
+        &d.join("gone-before"),
+        b"contenu Registre des arr\xc3\xaat\xc3\xa9s 2001\n",
+    );
+    assert_eq!(node.cli_json(&["status"])["blobs"].as_u64(), blobs_before);
+    assert!(
+        types(&events_of(&node, &gone))
+            .iter()
+            .all(|t| *t != "deletion")
+    );
+
+    // Lifting the hold allows it; sort final T is accepted (the part not kept).
+    node.cli_ok(&["hold", "lift", &held]);
+    let out = node.cli_json(&["eliminate", &gone, &held, &sampled, "--visa", VISA]);
+    let list = out.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{out}");
+    let mine = list.iter().find(|e| e["record"] == gone.as_str()).unwrap();
+    assert_eq!(mine["visa"], VISA);
+    let tombstone = mine["tombstone"].as_str().unwrap();
+    assert!(
+        tombstone.starts_with("archipel-tombstone/v1\n"),
+        "{tombstone}"
+    );
+    assert!(tombstone.contains(&format!("visa {VISA}\n")), "{tombstone}");
+
+    // Gone: reading it, showing it, eliminating it again.
+    for args in [
+        vec!["get", gone.as_str(), "-o", p(&d.join("out"))],
+        vec!["show", &gone],
+    ] {
+        let err = expect_code(&node.cli(&args), 4, "eliminated record");
+        assert!(err.contains(&gone), "{err}");
+    }
+    let err = expect_code(&node.cli(&["eliminate", &gone, "--visa", VISA]), 9, "twice");
+    assert!(
+        err.contains("already eliminated") && err.contains(VISA),
+        "{err}"
+    );
+    // The deduplicated twin is intact, byte for byte.
+    node.assert_get_file(
+        &twin,
+        &d.join("twin-out"),
+        b"contenu Registre des arr\xc3\xaat\xc3\xa9s 2001\n",
+    );
+    let listed: Vec<String> = node
+        .cli_json(&["ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !listed.contains(&gone) && listed.contains(&twin),
+        "{listed:?}"
+    );
+
+    // The deletion is in the log for ever, committing to the signed tombstone.
+    let ev = events_of(&node, &gone);
+    let deletion = ev.iter().find(|e| e["type"] == "deletion").unwrap();
+    assert_eq!(
+        deletion["detail"].as_str().unwrap(),
+        blake3::hash(tombstone.as_bytes()).to_hex().as_str()
+    );
+    node.cli_ok(&["log", "verify"]);
+    let status = node.cli_json(&["eliminate", "--status", &gone]);
+    assert_eq!(status[0]["tombstone"].as_str().unwrap(), tombstone);
+
+    // OAI-PMH: the public record is reported deleted; the closed one was never listed.
+    let id = |r: &str| format!("oai:{}:{r}", node.node_id);
+    let r = http::get(
+        &gateway,
+        &format!(
+            "/oai?verb=GetRecord&metadataPrefix=oai_dc&identifier={}",
+            id(&gone)
+        ),
+    );
+    let body = r.text();
+    assert!(body.contains(r#"<header status="deleted">"#), "{body}");
+    let r = http::get(&gateway, "/oai?verb=ListIdentifiers&metadataPrefix=oai_dc");
+    let body = r.text();
+    assert!(
+        body.contains(&id(&gone)) && body.contains(r#"status="deleted""#),
+        "{body}"
+    );
+    assert!(!body.contains(&id(&held)), "{body}");
+    let r = http::get(
+        &gateway,
+        &format!(
+            "/oai?verb=GetRecord&metadataPrefix=oai_dc&identifier={}",
+            id(&held)
+        ),
+    );
+    assert!(r.text().contains("idDoesNotExist"), "{}", r.text());
+}
+
+/// The held blobs of `origin` at a stopped holder.
+fn held_blob_count(data: &Path, origin: &str) -> usize {
+    use archipel_node::store::BlobStore;
+    let db = sled::Config::new().path(data.join("db")).open().unwrap();
+    let store = archipel_node::store::FileBlobStore::open_named(
+        &data.join("blobs").join("held").join(origin),
+        &db,
+        &format!("held/{origin}/packed"),
+    )
+    .unwrap();
+    store.list(&[]).count()
+}
+
+fn held_record_exists(data: &Path, origin: &str, record: &str) -> bool {
+    let db = sled::Config::new().path(data.join("db")).open().unwrap();
+    let mut k = origin.as_bytes().to_vec();
+    k.extend_from_slice(record.as_bytes());
+    db.open_tree("held_records")
+        .unwrap()
+        .contains_key(&k)
+        .unwrap()
+        || db
+            .open_tree("held_versions")
+            .unwrap()
+            .scan_prefix(&k)
+            .next()
+            .is_some()
+}
+
+#[test]
+fn elimination_reaches_every_holder_after_its_quarantine_and_is_never_restored() {
+    // Node 1 deletes at once; node 2 keeps a 30-day quarantine (the default).
+    let mut cluster = TestCluster::start(
+        3,
+        ClusterOptions {
+            node_extra: vec![
+                (String::new(), String::new()),
+                (String::new(), String::new()),
+                (String::new(), String::new()),
+            ],
+            extra_federation: String::new(),
+            ..Default::default()
+        },
+    );
+    // Per-node quarantine: rewrite node 1's configuration with none.
+    cluster.options.node_extra[1].0.clear();
+    let cfg = cluster.node(1).data.join("archipel.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[federation]\n",
+        "[federation]\ndeletion_quarantine_days = 0\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cluster.restart(1);
+
+    let d = cluster.root().join("files");
+    std::fs::create_dir_all(&d).unwrap();
+    let gone = cluster.node(0).ingest(
+        &[&file(
+            &d,
+            "a.bin",
+            &"registre d'état civil 1901\n".repeat(50_000),
+        )],
+        "Registre 1901 (copie de travail)",
+        &["--dua", "1", "--final", "D", "--date", "2000-01-01"],
+    );
+    let stays = cluster.node(0).ingest(
+        &[&file(&d, "b.txt", "délibération du conseil\n")],
+        "Délibération",
+        &[],
+    );
+    for r in [&gone, &stays] {
+        cluster.wait_replicated(0, r, 3);
+    }
+    let origin = cluster.id(0).to_string();
+    let kit = cluster.root().join("kit.age");
+    cluster.export_kit(0, &kit);
+
+    cluster
+        .node(0)
+        .cli_ok(&["eliminate", &gone, "--visa", VISA]);
+    let (n1, n2) = (cluster.id(1).to_string(), cluster.id(2).to_string());
+    let status = archipel_tests::cluster::wait_for(
+        Duration::from_secs(60),
+        "node 1's deletion receipt and node 2's quarantine",
+        || {
+            let s = cluster.node(0).cli_json(&["eliminate", "--status", &gone]);
+            let state = |n: &str| {
+                s[0]["holders"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|h| h["node_id"] == n)
+                    .map(|h| h["state"].as_str().unwrap().to_string())
+            };
+            if state(&n1).as_deref() == Some("deleted")
+                && state(&n2).as_deref() == Some("quarantined")
+            {
+                Ok(s)
+            } else {
+                Err(s.to_string())
+            }
+        },
+    );
+    let holders = status[0]["holders"].as_array().unwrap();
+    let h1 = holders
+        .iter()
+        .find(|h| h["node_id"] == n1.as_str())
+        .unwrap();
+    let receipt = h1["receipt"].as_str().unwrap();
+    assert!(
+        receipt.starts_with("archipel-deletion-receipt/v1\n")
+            && receipt.contains(&format!("holder {n1}\n"))
+            && receipt.contains(&format!("record {gone}\n")),
+        "{receipt}"
+    );
+    let h2 = holders
+        .iter()
+        .find(|h| h["node_id"] == n2.as_str())
+        .unwrap();
+    let until = h2["quarantined_until"].as_str().unwrap();
+    let year: i32 = until[..4].parse().unwrap();
+    assert!(until > "2026" && year >= 2026, "{until}");
+
+    // Each holder logged the tombstone; node 1 also the deletion.
+    let t1 = types(&events_of(cluster.node(1), &gone)).join(",");
+    assert!(
+        t1.contains("deaccession") && t1.contains("deletion"),
+        "{t1}"
+    );
+    let t2 = types(&events_of(cluster.node(2), &gone)).join(",");
+    assert!(
+        t2.contains("deaccession") && !t2.contains("deletion"),
+        "{t2}"
+    );
+    // The origin logged each receipt.
+    let t0: Vec<Value> = events_of(cluster.node(0), &gone);
+    assert!(
+        t0.iter().any(|e| e["type"] == "deletion"
+            && e["agent_actor"] == format!("holder-{n1}").as_str()),
+        "{t0:?}"
+    );
+
+    // The witnesses have the origin's log up to its deletion event (a restore gets it back).
+    let deleted_at = t0.iter().find(|e| e["type"] == "deletion").unwrap()["index"]
+        .as_u64()
+        .unwrap();
+    archipel_tests::cluster::wait_for(
+        Duration::from_secs(60),
+        "a checkpoint past the deletion event, cosigned by both witnesses",
+        || {
+            let cp = cluster.node(0).cli_json(&["log", "checkpoint"]);
+            let cosigners = cp["cosigners"].as_array().map_or(0, Vec::len);
+            if cp["size"].as_u64().unwrap_or(0) > deleted_at && cosigners >= 2 {
+                Ok(())
+            } else {
+                Err(cp.to_string())
+            }
+        },
+    );
+
+    // On disk: node 1 has nothing left of it (no envelope, no key envelope, no blob),
+    // node 2 still has everything (the quarantine), the origin has no key envelope.
+    cluster.stop(1);
+    cluster.stop(2);
+    cluster.stop(0);
+    assert!(!held_record_exists(&cluster.node(1).data, &origin, &gone));
+    assert!(held_record_exists(&cluster.node(2).data, &origin, &gone));
+    let (b1, b2) = (
+        held_blob_count(&cluster.node(1).data, &origin),
+        held_blob_count(&cluster.node(2).data, &origin),
+    );
+    assert!(b2 > b1 && b1 >= 1, "node 1 holds {b1} blobs, node 2 {b2}");
+    assert!(!archipel_tests::key_envelopes(&cluster.node(0).data).contains_key(&gone));
+    cluster.start_node(1);
+    cluster.start_node(2);
+
+    // Ransomware at the origin: restored from both holders with its kit, it gets back the
+    // record that stays and its log, never the eliminated one (node 2 still has it).
+    cluster.wipe(0);
+    cluster.restore(0, &kit, &[1, 2]);
+    cluster.start_node(0);
+    let ids: Vec<String> = cluster
+        .node(0)
+        .cli_json(&["ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec![stays.clone()]);
+    expect_code(
+        &cluster.node(0).cli(&["get", &gone, "-o", p(&d.join("x"))]),
+        4,
+        "eliminated record after restore",
+    );
+    assert!(types(&events_of(cluster.node(0), &gone)).contains(&"deletion"));
+}
