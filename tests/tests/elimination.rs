@@ -424,3 +424,139 @@ fn elimination_reaches_every_holder_after_its_quarantine_and_is_never_restored()
     );
     assert!(types(&events_of(cluster.node(0), &gone)).contains(&"deletion"));
 }
+
+/// The node stopped cleanly and opened as a library: nothing staged, the blob store holds
+/// exactly the blobs its records reference, and the counters agree.
+fn check_no_orphan_blob(data: &Path, records: &[String]) {
+    let node = archipel_node::Node::open(archipel_node::Config::with_data_dir(data)).unwrap();
+    let a = &node.archive;
+    assert_eq!(a.store.staged_count(), 0, "staged blobs after a clean stop");
+    let mut referenced = std::collections::BTreeSet::new();
+    let mut listed = Vec::new();
+    for id in a.record_ids() {
+        let id = id.unwrap();
+        referenced.extend(a.manifest(&id).unwrap().blob_ids());
+        listed.push(id);
+    }
+    listed.sort();
+    let mut want = records.to_vec();
+    want.sort();
+    assert_eq!(listed, want, "records left");
+    let stored: std::collections::BTreeSet<[u8; 32]> =
+        a.store.blobs.list(&[]).map(|b| b.unwrap()).collect();
+    assert_eq!(stored, referenced, "stored blobs against referenced blobs");
+    assert_eq!(a.store.blob_count().unwrap(), referenced.len() as u64);
+    assert_eq!(a.store.record_count().unwrap(), records.len() as u64);
+}
+
+#[test]
+fn acknowledged_eliminations_survive_sigkill_and_leave_no_orphan_blob() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("ARCHIPEL_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x0E11_0A7E);
+    eprintln!("seed {seed} (reproduce with ARCHIPEL_CRASH_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = TestNode::init(dir.path(), "node", "Commune de Plougastel").unwrap();
+    node.start().unwrap();
+    let d = dir.path().join("files");
+    std::fs::create_dir_all(&d).unwrap();
+    // 20 eliminable records of 1 KiB to 6 MiB (full-size and packed blobs); every fourth
+    // has a twin with the same content that is kept (sort final C): its blobs must stay.
+    let mut content: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    let mut doomed = Vec::new();
+    for i in 0..20u64 {
+        let size = if i % 3 == 0 {
+            rng.gen_range(1_048_576..6_291_456)
+        } else {
+            rng.gen_range(1_024..200_000)
+        };
+        let path = d.join(format!("piece-{i}.bin"));
+        archipel_tests::random_file(&path, size, seed ^ i).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let id = node.ingest(
+            &[&path],
+            &format!("Pièce {i}"),
+            &["--dua", "1", "--final", "D", "--date", "2000-01-01"],
+        );
+        content.insert(id.clone(), bytes.clone());
+        doomed.push(id);
+        if i % 4 == 0 {
+            let twin = node.ingest(
+                &[&path],
+                &format!("Copie {i}"),
+                &["--dua", "1", "--final", "C", "--date", "2000-01-01"],
+            );
+            content.insert(twin, bytes);
+        }
+    }
+    let mut eliminated: std::collections::BTreeSet<String> = Default::default();
+    let mut round = 0;
+    while eliminated.len() < doomed.len() && round < 8 {
+        round += 1;
+        let todo: Vec<String> = doomed
+            .iter()
+            .filter(|id| !eliminated.contains(*id))
+            .cloned()
+            .collect();
+        let acked = std::sync::Mutex::new(Vec::<String>::new());
+        let kill_after = Duration::from_millis(rng.gen_range(20..400));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for id in &todo {
+                    let out = node.cli(&["eliminate", id, "--visa", VISA]);
+                    if out.status.success() {
+                        acked.lock().unwrap().push(id.clone());
+                    } else {
+                        break;
+                    }
+                }
+            });
+            std::thread::sleep(kill_after);
+            // SIGKILL while eliminations are in flight; the writer's next call fails.
+            let pid = node.pid().unwrap();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        });
+        node.kill();
+        node.start().unwrap();
+        let acked = acked.into_inner().unwrap();
+        // Every acknowledged elimination holds; every other record is whole or eliminated.
+        for id in content.keys() {
+            let out = node.cli(&["get", id, "-o", p(&dir.path().join("out"))]);
+            let _ = std::fs::remove_file(dir.path().join("out"));
+            if out.status.success() {
+                assert!(
+                    !acked.contains(id),
+                    "round {round}: acknowledged elimination of {id} undone"
+                );
+                node.assert_get_file(id, &dir.path().join("check"), &content[id]);
+                let _ = std::fs::remove_file(dir.path().join("check"));
+            } else {
+                expect_code(&out, 4, "an eliminated record");
+                assert!(doomed.contains(id), "round {round}: kept record {id} lost");
+                eliminated.insert(id.clone());
+            }
+        }
+        for id in &acked {
+            assert!(
+                eliminated.contains(id),
+                "round {round}: {id} acknowledged, still there"
+            );
+        }
+        eprintln!(
+            "round {round}: killed after {kill_after:?}, {} eliminated so far",
+            eliminated.len()
+        );
+    }
+    node.stop().unwrap();
+    let left: Vec<String> = content
+        .keys()
+        .filter(|id| !eliminated.contains(*id))
+        .cloned()
+        .collect();
+    check_no_orphan_blob(&node.data, &left);
+}
