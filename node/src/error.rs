@@ -164,6 +164,7 @@ impl Error {
         match self {
             Error::Gateway(g) => match g {
                 G::NotFound => S::NOT_FOUND,
+                G::Eliminated { .. } => S::GONE,
                 G::NotCommunicable { .. } => S::FORBIDDEN,
                 G::BadRequest(_) => S::BAD_REQUEST,
                 G::RangeNotSatisfiable { .. } => S::RANGE_NOT_SATISFIABLE,

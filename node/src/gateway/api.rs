@@ -47,6 +47,7 @@ pub fn json_error(e: &crate::Error) -> Response {
         crate::Error::Gateway(GatewayError::NotCommunicable { .. }) => "not_communicable",
         crate::Error::Gateway(GatewayError::NotYetCertified(_)) => "not_yet_certified",
         crate::Error::Gateway(GatewayError::Busy) => "busy",
+        crate::Error::Gateway(GatewayError::Eliminated { .. }) => "eliminated",
         _ => match status {
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::BAD_REQUEST => "bad_request",

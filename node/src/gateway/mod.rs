@@ -68,6 +68,9 @@ pub type Shared = Arc<Gateway>;
 pub enum GatewayError {
     #[error("not found")]
     NotFound,
+    /// Lawfully eliminated (a record the public could see before): 410 Gone.
+    #[error("record {record} was eliminated on {day}")]
+    Eliminated { record: String, day: Date },
     #[error("record {record} is not communicable yet{}", opens.map(|d| format!(" (opens {d})")).unwrap_or_default())]
     NotCommunicable { record: String, opens: Option<Date> },
     /// The message is shown to the reader, in French.
@@ -209,11 +212,29 @@ pub(crate) fn find_manifest(
         Err(crate::Error::Store(crate::store::StoreError::NotFound(_))) => {
             match crate::federation::release::find(archive, id)? {
                 Some(r) => Ok(Arc::new(r.manifest)),
-                None => Err(crate::store::StoreError::NotFound(id.to_string()).into()),
+                None => match eliminated_day(archive, id) {
+                    Some(day) => Err(GatewayError::Eliminated {
+                        record: id.to_string(),
+                        day,
+                    }
+                    .into()),
+                    None => Err(crate::store::StoreError::NotFound(id.to_string()).into()),
+                },
             }
         }
         other => other,
     }
+}
+
+/// The day a record that the public could see was eliminated here; `None` for any other
+/// record (a closed record's elimination is as invisible as the record was).
+fn eliminated_day(archive: &Archive, id: &str) -> Option<Date> {
+    let state = archive.elimination(id).ok().flatten()?;
+    if !state.oai_visible {
+        return None;
+    }
+    let t = archipel_proto::tombstone::Tombstone::decode(&state.tombstone?.text).ok()?;
+    t.time.get(..10).and_then(crate::clock::parse_date)
 }
 
 /// Where a record's blobs are: this node's store, or the origin's namespace here.
@@ -254,6 +275,10 @@ pub fn public_message(e: &crate::Error) -> String {
         E::Gateway(GatewayError::NotCommunicable { opens: None, .. }) => {
             "Ce document n'est pas communicable au public, et aucune date d'ouverture ne peut être calculée.".to_string()
         }
+        E::Gateway(GatewayError::Eliminated { day, .. }) => format!(
+            "Ce document a été éliminé le {}, au terme de sa durée d'utilité administrative, avec le visa des Archives départementales (article L212-2 du Code du patrimoine). Son élimination reste inscrite au journal public.",
+            html::date_fr(*day)
+        ),
         E::Gateway(GatewayError::BadRequest(m)) => format!("Requête invalide : {m}."),
         E::Gateway(GatewayError::RangeNotSatisfiable { .. })
         | E::Store(crate::store::StoreError::Range { .. }) => {

@@ -27,6 +27,7 @@ pub fn error_page(gw: &Shared, e: &crate::Error) -> Response {
     let status = e.http_status();
     let title = match status {
         StatusCode::NOT_FOUND => "Document introuvable",
+        StatusCode::GONE => "Document éliminé",
         StatusCode::FORBIDDEN => "Document non communicable",
         StatusCode::BAD_REQUEST => "Requête invalide",
         StatusCode::SERVICE_UNAVAILABLE => "Service momentanément indisponible",
