@@ -54,6 +54,12 @@ fn tree(archive: &Archive) -> Result<sled::Tree, FederationError> {
     Ok(archive.store.db().open_tree("held_tombstones")?)
 }
 
+/// The keys of `held_tombstones` without a deletion receipt yet, so that the periodic pass
+/// does not read every tombstone ever received.
+fn pending(archive: &Archive) -> Result<sled::Tree, FederationError> {
+    Ok(archive.store.db().open_tree("held_tombstones_pending")?)
+}
+
 fn quarantine_secs(archive: &Archive) -> i64 {
     i64::from(archive.config.federation.deletion_quarantine_days) * 86_400
 }
@@ -142,7 +148,16 @@ pub fn accept(
             received_at: crate::clock::now_unix(),
             ..Default::default()
         };
-        stones.insert(&k, held.encode_to_vec())?;
+        (&stones, &pending(archive)?)
+            .transaction(|(stones, pending)| {
+                stones.insert(k.as_slice(), held.encode_to_vec())?;
+                pending.insert(k.as_slice(), &[])?;
+                Ok::<_, ConflictableTransactionError<FederationError>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Abort(e) => e,
+                sled::transaction::TransactionError::Storage(e) => e.into(),
+            })?;
         // Withdrawn at once: the holder's gateway no longer serves it.
         let releases = archive.store.db().open_tree("held_releases")?;
         if releases.remove(&k)?.is_some() {
@@ -190,13 +205,22 @@ pub fn accept(
 /// many records were deleted.
 pub fn shred_due(archive: &Archive) -> Result<usize, FederationError> {
     let stones = tree(archive)?;
+    let waiting = pending(archive)?;
     let now = crate::clock::now_unix();
     let q = quarantine_secs(archive);
     let mut done = 0;
-    for kv in stones.iter() {
-        let (k, v) = kv?;
+    for k in waiting.iter().keys() {
+        let k = k?;
+        let Some(v) = stones.get(&k)? else {
+            waiting.remove(&k)?;
+            continue;
+        };
         let held = HeldTombstone::decode(v.as_ref()).map_err(storage)?;
-        if held.receipt.is_some() || (!held.shredding && held.received_at + q > now) {
+        if held.receipt.is_some() {
+            waiting.remove(&k)?;
+            continue;
+        }
+        if !held.shredding && held.received_at + q > now {
             continue;
         }
         let text = held.tombstone.clone().unwrap_or_default().text;
@@ -301,6 +325,7 @@ fn shred_one(
     held.shredding = false;
     held.pending_blobs.clear();
     stones.insert(k, held.encode_to_vec())?;
+    pending(archive)?.remove(k)?;
     archive
         .append_event(
             "deletion",
@@ -323,22 +348,40 @@ pub async fn propagate(archive: &Arc<Archive>) -> Result<u32, FederationError> {
         return Ok(0);
     }
     let a = archive.clone();
+    let peer_ids: Vec<String> = peers.iter().map(|p| p.node_id.clone()).collect();
+    // Only eliminations some current peer has not confirmed (memory: those alone).
     let pending = tokio::task::spawn_blocking(move || -> Result<_, FederationError> {
         let mut out: Vec<(String, EliminationState)> = Vec::new();
-        for kv in a.store.tombstones_after("").map_err(storage)? {
-            let (id, bytes) = kv.map_err(storage)?;
+        for id in a.store.unconfirmed_tombstones().map_err(storage)? {
+            let Some(bytes) = a.store.tombstone(&id).map_err(storage)? else {
+                a.store.confirm_tombstone(&id).map_err(storage)?;
+                continue;
+            };
             let state = EliminationState::decode(bytes.as_slice()).map_err(storage)?;
-            out.push((id, state));
+            if peer_ids.iter().any(|p| !state.receipts.contains_key(p)) {
+                out.push((id, state));
+            } else {
+                a.store.confirm_tombstone(&id).map_err(storage)?;
+            }
         }
         Ok(out)
     })
     .await
     .map_err(storage)??;
     let mut received = 0;
+    // RFC 3339 UTC timestamps of one format compare as text.
+    let now = crate::clock::now_rfc3339();
     for peer in &peers {
         let todo: Vec<&(String, EliminationState)> = pending
             .iter()
-            .filter(|(_, s)| !s.receipts.contains_key(&peer.node_id))
+            .filter(|(_, s)| {
+                !s.receipts.contains_key(&peer.node_id)
+                    // A holder in quarantine is asked again once it is over.
+                    && s
+                        .quarantined_until
+                        .get(&peer.node_id)
+                        .is_none_or(|until| *until <= now)
+            })
             .collect();
         for chunk in todo.chunks(BATCH) {
             match send(archive, peer, chunk).await {

@@ -45,6 +45,7 @@ impl Store {
     /// under a legal hold at the moment of the transaction.
     pub async fn eliminate(&self, plan: EliminationPlan) -> Result<Eliminated, StoreError> {
         let tombstones = self.db.open_tree("tombstones")?;
+        let unconfirmed = self.db.open_tree("tombstones_pending")?;
         let trees = [
             &self.records,
             &self.record_keys,
@@ -56,6 +57,7 @@ impl Store {
             &self.log,
             &self.holds,
             &tombstones,
+            &unconfirmed,
         ];
         let doomed = trees[..].transaction(|t| {
             let [
@@ -69,6 +71,7 @@ impl Store {
                 log,
                 holds,
                 stones,
+                unconfirmed,
             ] = &t[..]
             else {
                 return Err(ConflictableTransactionError::Abort(StoreError::Backend(
@@ -120,6 +123,7 @@ impl Store {
             sub(BLOBS, doomed.len() as u64)?;
             sub(BLOB_BYTES, bytes)?;
             stones.insert(id, plan.state.as_slice())?;
+            unconfirmed.insert(id, &[])?;
             for e in &plan.events {
                 log_tree::append_tx(log, &e.leaf)?;
             }
@@ -164,6 +168,24 @@ impl Store {
                 let (k, v) = kv?;
                 Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
             }))
+    }
+
+    /// Eliminations that some peer has not confirmed yet (record IDs).
+    pub fn unconfirmed_tombstones(&self) -> Result<Vec<String>, StoreError> {
+        self.db
+            .open_tree("tombstones_pending")?
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Every current peer confirmed this elimination: the federation stops sending it.
+    pub fn confirm_tombstone(&self, record_id: &str) -> Result<(), StoreError> {
+        self.db
+            .open_tree("tombstones_pending")?
+            .remove(record_id.as_bytes())?;
+        Ok(())
     }
 
     /// Replaces an elimination's state (receipts arriving from holders).
