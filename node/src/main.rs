@@ -438,6 +438,12 @@ async fn restore(cfg: Config, peers: Vec<String>) -> anyhow::Result<()> {
         report.log_size,
         report.peers.len()
     );
+    if report.eliminations > 0 {
+        println!(
+            "{} lawful elimination(s) came back with their signed tombstones and the holders' receipts",
+            report.eliminations
+        );
+    }
     for p in &report.peers {
         println!(
             "peer {} ({}) at {}: pinned again; set its zone and offer with `archipel peer add`",

@@ -406,8 +406,23 @@ fn elimination_reaches_every_holder_after_its_quarantine_and_is_never_restored()
     // Ransomware at the origin: restored from both holders with its kit, it gets back the
     // record that stays and its log, never the eliminated one (node 2 still has it).
     cluster.wipe(0);
-    cluster.restore(0, &kit, &[1, 2]);
+    let out = cluster.restore(0, &kit, &[1, 2]);
+    assert!(
+        archipel_tests::stdout(&out).contains("1 lawful elimination(s) came back"),
+        "{}",
+        archipel_tests::stdout(&out)
+    );
     cluster.start_node(0);
+    // The proof of the elimination came back: the same signed tombstone, node 1's receipt.
+    let back = cluster.node(0).cli_json(&["eliminate", "--status", &gone]);
+    assert_eq!(back[0]["tombstone"], status[0]["tombstone"], "{back}");
+    let h1 = back[0]["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["node_id"] == n1.as_str())
+        .unwrap();
+    assert_eq!(h1["state"], "deleted", "{back}");
     let ids: Vec<String> = cluster
         .node(0)
         .cli_json(&["ls"])

@@ -44,6 +44,8 @@ pub struct RestoreReport {
     pub refused: Vec<String>,
     /// Records whose end-to-end check failed after the restore.
     pub damaged: Vec<String>,
+    /// Lawful eliminations whose tombstones came back from the holders.
+    pub eliminations: u64,
 }
 
 /// Progress, for a bar: records restored so far, and the total announced by the peers.
@@ -297,6 +299,82 @@ async fn restore_record(
     Ok(done)
 }
 
+/// The tombstones of this node's lawful eliminations, from the holders that keep them,
+/// with each holder's deletion receipt: the proof of what was destroyed, under which visa,
+/// comes back with the log. Whether OAI-PMH listed the record is not known any more, so a
+/// restored elimination is not reported there. Returns how many came back.
+async fn restore_tombstones(
+    archive: &Arc<Archive>,
+    sources: &mut [Source],
+) -> Result<u64, FederationError> {
+    use archipel_proto::tombstone::{DeletionReceipt, Tombstone};
+    use archipel_proto::v1::EliminationState;
+    let me = archive.identity.verifying_key();
+    let mut states: std::collections::BTreeMap<String, EliminationState> = Default::default();
+    let mut holders = Vec::new();
+    for s in sources.iter_mut() {
+        let key = peer_key(archive, &s.peer, &mut s.client).await?;
+        holders.push(s.peer.node_id.clone());
+        let mut after = String::new();
+        loop {
+            let page = s
+                .client
+                .held_tombstones(ListHeldRequest {
+                    after: after.clone(),
+                    limit: 1000,
+                })
+                .await
+                .map_err(|st| FederationError::Peer {
+                    node_id: s.peer.node_id.clone(),
+                    reason: st.message().to_string(),
+                })?
+                .into_inner();
+            for e in page.entries {
+                after = e.record_id.clone();
+                let Some(t) = e.tombstone else { continue };
+                // Only what this node itself signed.
+                let Ok(parsed) = Tombstone::verify(&t.text, &t.signature, &me) else {
+                    tracing::warn!(peer = %s.peer.node_id, record = %e.record_id, "tombstone not signed by this node: ignored");
+                    continue;
+                };
+                if parsed.origin != archive.identity.node_id || parsed.record_id != e.record_id {
+                    continue;
+                }
+                let state = states
+                    .entry(e.record_id.clone())
+                    .or_insert_with(|| EliminationState {
+                        tombstone: Some(t.clone()),
+                        ..Default::default()
+                    });
+                if let Some(r) = e.receipt
+                    && let Ok(pr) = DeletionReceipt::verify(&r.text, &r.signature, &key)
+                    && pr.holder == s.peer.node_id
+                    && pr.record_id == e.record_id
+                {
+                    state.receipts.insert(s.peer.node_id.clone(), r);
+                }
+            }
+            if !page.more {
+                break;
+            }
+        }
+    }
+    let n = states.len() as u64;
+    let a = archive.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), FederationError> {
+        use prost::Message;
+        for (id, state) in states {
+            let unconfirmed = holders.iter().any(|h| !state.receipts.contains_key(h));
+            a.store
+                .restore_tombstone(&id, &state.encode_to_vec(), unconfirmed)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(storage)??;
+    Ok(n)
+}
+
 /// Rebuilds this (freshly installed, empty) node from the peers at `addresses`.
 pub async fn restore(
     archive: &Arc<Archive>,
@@ -398,6 +476,7 @@ pub async fn restore(
             }
         }
     }
+    report.eliminations = restore_tombstones(archive, &mut sources).await?;
     // A record refused from one peer but restored from another is fine.
     report
         .refused

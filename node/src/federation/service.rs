@@ -209,6 +209,18 @@ impl Federation for FederationService {
         .await
     }
 
+    async fn held_tombstones(
+        &self,
+        request: Request<ListHeldRequest>,
+    ) -> Answer<HeldTombstonesResponse> {
+        let caller = Caller::of(&request)?;
+        let a = self.archive.clone();
+        blocking(move || {
+            super::tombstone::list_for(&a, &caller, request.into_inner()).map_err(status)
+        })
+        .await
+    }
+
     async fn release(&self, request: Request<ReleaseRequest>) -> Answer<ReleaseResponse> {
         let caller = Caller::of(&request)?;
         let a = self.archive.clone();

@@ -201,6 +201,38 @@ pub fn accept(
     Ok(answers)
 }
 
+/// Holder side: the caller's tombstones kept here, paged by record ID (restore).
+pub fn list_for(
+    archive: &Archive,
+    caller: &Caller,
+    request: archipel_proto::v1::ListHeldRequest,
+) -> Result<archipel_proto::v1::HeldTombstonesResponse, FederationError> {
+    let origin = caller.node_id.as_bytes();
+    let limit = request.limit.clamp(1, 1000) as usize;
+    let start = key(&caller.node_id, &request.after);
+    let mut answer = archipel_proto::v1::HeldTombstonesResponse::default();
+    for kv in tree(archive)?.range(start.clone()..) {
+        let (k, v) = kv?;
+        if !k.starts_with(origin) {
+            break;
+        }
+        if k.as_ref() == start.as_slice() {
+            continue;
+        }
+        if answer.entries.len() == limit {
+            answer.more = true;
+            break;
+        }
+        let held = HeldTombstone::decode(v.as_ref()).map_err(storage)?;
+        answer.entries.push(archipel_proto::v1::HeldTombstoneEntry {
+            record_id: String::from_utf8_lossy(&k[origin.len()..]).into_owned(),
+            tombstone: held.tombstone,
+            receipt: held.receipt,
+        });
+    }
+    Ok(answer)
+}
+
 /// Holder side: deletes what each tombstone whose quarantine is over names. Returns how
 /// many records were deleted.
 pub fn shred_due(archive: &Archive) -> Result<usize, FederationError> {

@@ -170,6 +170,25 @@ impl Store {
             }))
     }
 
+    /// Puts back an elimination's state (restore from peers); `unconfirmed`: some peer has
+    /// not sent its receipt yet, so the federation sends the tombstone again.
+    pub fn restore_tombstone(
+        &self,
+        record_id: &str,
+        state: &[u8],
+        unconfirmed: bool,
+    ) -> Result<(), StoreError> {
+        self.db
+            .open_tree("tombstones")?
+            .insert(record_id.as_bytes(), state)?;
+        if unconfirmed {
+            self.db
+                .open_tree("tombstones_pending")?
+                .insert(record_id.as_bytes(), &[])?;
+        }
+        Ok(())
+    }
+
     /// Eliminations that some peer has not confirmed yet (record IDs).
     pub fn unconfirmed_tombstones(&self) -> Result<Vec<String>, StoreError> {
         self.db
