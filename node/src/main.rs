@@ -610,7 +610,10 @@ fn migration_line(s: &archipel_proto::v1::BlobMigrationStatus) -> String {
 }
 
 /// The end of a migration, however it ran.
-fn migration_outcome(s: &archipel_proto::v1::BlobMigrationStatus, file: &Path) -> anyhow::Result<()> {
+fn migration_outcome(
+    s: &archipel_proto::v1::BlobMigrationStatus,
+    file: &Path,
+) -> anyhow::Result<()> {
     println!("{}", migration_line(s));
     match s.state.as_str() {
         "done" => {
@@ -638,7 +641,10 @@ fn migration_outcome(s: &archipel_proto::v1::BlobMigrationStatus, file: &Path) -
     }
 }
 
-fn to_proto(s: archipel_node::store::MigrationStatus, total: u64) -> archipel_proto::v1::BlobMigrationStatus {
+fn to_proto(
+    s: archipel_node::store::MigrationStatus,
+    total: u64,
+) -> archipel_proto::v1::BlobMigrationStatus {
     archipel_proto::v1::BlobMigrationStatus {
         state: s.state,
         from: s.from,
@@ -697,7 +703,9 @@ fn migrate_online(
     file: &Path,
     rate: u32,
 ) -> anyhow::Result<()> {
-    use archipel_proto::v1::{BlobMigrationRequest, MigrateBlobsRequest, archive_client::ArchiveClient};
+    use archipel_proto::v1::{
+        BlobMigrationRequest, MigrateBlobsRequest, archive_client::ArchiveClient,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -713,7 +721,9 @@ fn migrate_online(
                 max_blobs_per_second: rate,
             })
             .await
-            .map_err(|e| anyhow::anyhow!("the running node refused the migration: {}", e.message()))?
+            .map_err(|e| {
+                anyhow::anyhow!("the running node refused the migration: {}", e.message())
+            })?
             .into_inner();
         eprintln!(
             "the running node is moving its blobs while it serves (interrupting this command \

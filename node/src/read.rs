@@ -14,7 +14,9 @@ use std::sync::Arc;
 /// in flight), when its store fetches in parallel (S3).
 const READ_AHEAD_BYTES: u64 = 32 << 20;
 
-type Fetched = Vec<std::result::Result<Option<Vec<u8>>, crate::store::BlobError>>;
+/// One fetched blob: its bytes (unchecked), absent, or the store's error.
+type FetchedBlob = std::result::Result<Option<Vec<u8>>, crate::store::BlobError>;
+type Fetched = Vec<FetchedBlob>;
 
 /// The ciphertext of one file, read blob by blob, seekable. A sequential read from a store
 /// that fetches blobs in parallel (S3) fetches a batch ahead while the current one is
@@ -30,7 +32,7 @@ pub struct BlobSource {
     /// Blobs per batch fetched ahead (1: no read-ahead).
     batch: usize,
     /// Fetched and not read yet: the blobs from this index on.
-    ready: Option<(usize, std::collections::VecDeque<std::result::Result<Option<Vec<u8>>, crate::store::BlobError>>)>,
+    ready: Option<(usize, std::collections::VecDeque<FetchedBlob>)>,
     /// The next batch, being fetched: its first index and the fetching thread.
     next: Option<(usize, std::thread::JoinHandle<Fetched>)>,
 }
@@ -39,8 +41,8 @@ impl BlobSource {
     pub fn new(blobs: Arc<dyn BlobStore>, file: &FileEntry, record: &str) -> Self {
         let blob_size = u64::from(file.blob_size.max(1));
         // Half the budget for the batch being read, half for the one in flight.
-        let batch = (READ_AHEAD_BYTES / 2 / blob_size).clamp(1, blobs.read_ahead().max(1) as u64)
-            as usize;
+        let batch =
+            (READ_AHEAD_BYTES / 2 / blob_size).clamp(1, blobs.read_ahead().max(1) as u64) as usize;
         BlobSource {
             blobs,
             ids: file.blobs.clone(),
@@ -72,11 +74,7 @@ impl BlobSource {
     }
 
     /// The bytes of blob `index` as fetched (not yet checked).
-    fn fetch(
-        &mut self,
-        index: usize,
-        id: &BlobId,
-    ) -> std::result::Result<Option<Vec<u8>>, crate::store::BlobError> {
+    fn fetch(&mut self, index: usize, id: &BlobId) -> FetchedBlob {
         let sequential = self.current.as_ref().is_some_and(|(i, _)| i + 1 == index)
             || (index == 0 && self.current.is_none());
         if self.batch <= 1 || !sequential {

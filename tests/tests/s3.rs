@@ -448,7 +448,15 @@ fn online_migration_while_serving_survives_a_kill_and_goes_back() {
     let data = node.data.clone();
     let migrate = |to: &str, rate: &str| {
         std::process::Command::new(archipel_tests::bin("archipel-node"))
-            .args(["migrate-blobs", "--data", p(&data), "--to", to, "--rate", rate])
+            .args([
+                "migrate-blobs",
+                "--data",
+                p(&data),
+                "--to",
+                to,
+                "--rate",
+                rate,
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -482,7 +490,10 @@ fn online_migration_while_serving_survives_a_kill_and_goes_back() {
     acked.extend(during);
     let s = migration_status(&data).expect("status");
     assert_eq!(s.state, "copying", "{s:?}");
-    assert!(objects_under(&server, "brest/blobs") >= 2, "new blobs in S3");
+    assert!(
+        objects_under(&server, "brest/blobs") >= 2,
+        "new blobs in S3"
+    );
     assert!(
         archipel_tests::wait_until(Duration::from_secs(30), || migration_status(&data)
             .is_some_and(|s| s.copied >= 3)),

@@ -50,7 +50,11 @@ pub fn status(archive: &Archive) -> BlobMigrationStatus {
 
 /// The running node's configuration with the target's settings from `file` (the operator
 /// adds the `[s3]` table there before migrating; the node need not restart to see it).
-fn target_config(running: &Config, file: &std::path::Path, kind: BlobStoreKind) -> Result<Config, Error> {
+fn target_config(
+    running: &Config,
+    file: &std::path::Path,
+    kind: BlobStoreKind,
+) -> Result<Config, Error> {
     let mut c = running.clone();
     if file.exists() {
         let from_file = Config::load(file)?;

@@ -172,7 +172,11 @@ impl BlobStore for SledBlobStore {
             _ => std::ops::Bound::Included(prefix.to_vec()),
         };
         let mut out = Vec::new();
-        for k in self.tree.range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded)).keys() {
+        for k in self
+            .tree
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+            .keys()
+        {
             let k = k?;
             if !k.starts_with(prefix) || out.len() == limit {
                 break;

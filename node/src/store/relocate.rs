@@ -186,12 +186,8 @@ impl BlobStore for LayeredBlobStore {
         Ok(())
     }
     fn flush_blobs(&self, ids: &[BlobId]) -> Result<(), BlobError> {
-        let l = self.layers();
-        l.primary.flush_blobs(ids)?;
-        if let Some(f) = &l.fallback {
-            f.flush()?;
-        }
-        Ok(())
+        // New blobs only ever go to the primary.
+        self.layers().primary.flush_blobs(ids)
     }
     fn outside_log(&self, len: usize) -> bool {
         self.layers().primary.outside_log(len)
@@ -798,7 +794,10 @@ mod tests {
     #[test]
     fn online_migration_serves_throughout_and_resumes() {
         let d = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(d.path().join("db")).open().unwrap();
+        let db = sled::Config::new()
+            .path(d.path().join("db"))
+            .open()
+            .unwrap();
         let meta = db.open_tree("meta").unwrap();
         let p = Placement::new(&db, &meta, BlobPlace::Sled, None).unwrap();
         let own = p.open(&Namespace::Own).unwrap();
@@ -809,7 +808,8 @@ mod tests {
         let old_held = put(held.as_ref(), b"held blob");
         let cfg = d.path().join("archipel.toml");
         std::fs::write(&cfg, "# comment\n").unwrap();
-        p.begin(BlobPlace::Files(d.path().join("blobs")), &cfg, 0).unwrap();
+        p.begin(BlobPlace::Files(d.path().join("blobs")), &cfg, 0)
+            .unwrap();
         assert_eq!(p.migrating_to(), Some("files"));
         // Served during the migration: old blobs from the source, new ones to the target.
         let new = put(own.as_ref(), b"written during the migration");
@@ -824,7 +824,10 @@ mod tests {
         let own_store = lock(&p.stores).get(&Namespace::Own).cloned().unwrap();
         let (from, to) = own_store.pair().unwrap();
         for id in &sorted[..70] {
-            assert!(matches!(copy_one(from.as_ref(), to.as_ref(), id).unwrap(), Copied::Written(_)));
+            assert!(matches!(
+                copy_one(from.as_ref(), to.as_ref(), id).unwrap(),
+                Copied::Written(_)
+            ));
         }
         p.save("blobs", to.as_ref(), &sorted[69]).unwrap();
         // One blob damaged in the source: the migration fails and keeps both layers.
@@ -835,18 +838,29 @@ mod tests {
         assert_eq!(s.failed_count, 1, "{s:?}");
         assert!(own.get(&old[0]).unwrap().is_some());
         from.delete(&bad).unwrap();
-        p.begin(BlobPlace::Files(d.path().join("blobs")), &cfg, 0).unwrap();
+        p.begin(BlobPlace::Files(d.path().join("blobs")), &cfg, 0)
+            .unwrap();
         let s = p.run_worker(&["peer".to_string()]);
         assert_eq!(s.state, "done", "{s:?}");
         assert_eq!(p.kind(), "files");
-        assert_eq!(meta.get(BLOB_PLACE).unwrap().as_deref(), Some(&b"files"[..]));
+        assert_eq!(
+            meta.get(BLOB_PLACE).unwrap().as_deref(),
+            Some(&b"files"[..])
+        );
         assert!(meta.get(MIGRATION_TO).unwrap().is_none());
-        assert!(std::fs::read_to_string(&cfg).unwrap().contains("blob_store = \"files\""));
+        assert!(
+            std::fs::read_to_string(&cfg)
+                .unwrap()
+                .contains("blob_store = \"files\"")
+        );
         // Only the target now: everything is there.
         let files = BlobPlace::Files(d.path().join("blobs"));
         let t = files.open_namespace(&db, &Namespace::Own).unwrap();
         for id in old.iter().chain([&new]) {
-            assert!(matches!(get_verified(t.as_ref(), id).unwrap(), Verified::Ok(_)));
+            assert!(matches!(
+                get_verified(t.as_ref(), id).unwrap(),
+                Verified::Ok(_)
+            ));
         }
         let th = files
             .open_namespace(&db, &Namespace::Held("peer".into()))

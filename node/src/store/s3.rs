@@ -557,18 +557,24 @@ impl BlobStore for S3BlobStore {
     fn get_many(&self, ids: &[BlobId]) -> Vec<Result<Option<Vec<u8>>, BlobError>> {
         for id in ids {
             if let Err(e) = self.settle(id) {
-                return ids.iter().map(|_| Err(BlobError::Backend(e.to_string()))).collect();
+                return ids
+                    .iter()
+                    .map(|_| Err(BlobError::Backend(e.to_string())))
+                    .collect();
             }
         }
         // In parallel, each request taking a permit of the connection's semaphore.
         let futs: Vec<_> = ids.iter().map(|id| self.get_fut(id)).collect();
-        match self.conn.run("get", async move {
-            Ok(futures::future::join_all(futs).await)
-        }) {
+        match self.conn.run(
+            "get",
+            async move { Ok(futures::future::join_all(futs).await) },
+        ) {
             Ok(v) => v.into_iter().map(|r| r.map_err(BlobError::from)).collect(),
             Err(e) => {
                 let e = e.to_string();
-                ids.iter().map(|_| Err(BlobError::Backend(e.clone()))).collect()
+                ids.iter()
+                    .map(|_| Err(BlobError::Backend(e.clone())))
+                    .collect()
             }
         }
     }
