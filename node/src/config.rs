@@ -28,6 +28,26 @@ pub enum BlobStoreKind {
     S3,
 }
 
+impl BlobStoreKind {
+    /// The value `blob_store` takes in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobStoreKind::Files => "files",
+            BlobStoreKind::Sled => "sled",
+            BlobStoreKind::S3 => "s3",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "files" => Some(BlobStoreKind::Files),
+            "sled" => Some(BlobStoreKind::Sled),
+            "s3" => Some(BlobStoreKind::S3),
+            _ => None,
+        }
+    }
+}
+
 /// The `[s3]` table: the object store that holds blobs when `blob_store = "s3"`. The
 /// credentials are not here (this file gets shared when asking for help): see
 /// `credentials_file`.

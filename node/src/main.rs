@@ -81,10 +81,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Move this node's blobs (its own and those it holds for peers) to another store, with
-    /// the node stopped: each blob is checked (BLAKE3) in the source and again in the
-    /// target; an interrupted run resumes. Then the node is switched over (a marker in its
-    /// database, and `blob_store` in the configuration file). The old copies are left.
+    /// Move this node's blobs (its own and those it holds for peers) to another store. If
+    /// the node is running, it does so while it keeps serving (new blobs go to the target,
+    /// reads try the target then the source); else the copy runs here. Each blob is checked
+    /// (BLAKE3) in the source and again in the target; progress is saved, so a run
+    /// interrupted (even by a crash) resumes. Then the node is switched over (`blob_store`
+    /// in the configuration file, a marker in its database). The old copies are left.
     MigrateBlobs {
         #[arg(long)]
         data: Option<PathBuf>,
@@ -95,6 +97,10 @@ enum Command {
         /// Where the blobs go: s3, sled or files.
         #[arg(long)]
         to: String,
+        /// Copy at most this many blobs per second (0: no limit), to spare the stores while
+        /// a running node serves.
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
     },
     /// Write a passphrase-protected recovery kit with every secret of the node.
     ExportKit {
@@ -304,6 +310,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(node_id = %id, territory = %territory, data = %cfg.data_dir.display(), "initialised a new node");
     }
     let node = Node::open(cfg)?;
+    // A blob migration the node was stopped (or killed) during resumes where it was.
+    archipel_node::admin::migration::spawn_worker(&node.archive);
     let listener = node.bind_admin()?;
     let peer_listener = node.bind_peers().await?;
     let gateway_listener = node.bind_gateway().await?;
@@ -551,21 +559,24 @@ fn write_init_config(
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// `migrate-blobs`: see the command's help.
-fn migrate_blobs(data: Option<PathBuf>, config: Option<PathBuf>, to: &str) -> anyhow::Result<()> {
+/// `migrate-blobs`: see the command's help. With the node stopped, the copy runs here;
+/// with the node running (its lock is held), the node is asked to run it while it serves.
+fn migrate_blobs(
+    data: Option<PathBuf>,
+    config: Option<PathBuf>,
+    to: &str,
+    rate: u32,
+) -> anyhow::Result<()> {
     use archipel_node::config::BlobStoreKind;
-    use archipel_node::store::migrate::{MigrateReport, migrate_namespace};
-    let kind = match to {
-        "s3" => BlobStoreKind::S3,
-        "sled" => BlobStoreKind::Sled,
-        "files" => BlobStoreKind::Files,
-        other => bail!("--to {other:?}: give s3, sled or files"),
+    let Some(kind) = BlobStoreKind::from_name(to) else {
+        bail!("--to {to:?}: give s3, sled or files");
     };
     let file = config.clone().unwrap_or_else(|| {
         data.clone()
             .unwrap_or_else(|| PathBuf::from("archipel-data"))
             .join("archipel.toml")
     });
+    let file = std::path::absolute(&file).unwrap_or(file);
     let cfg = load_config(data, config)?;
     if !is_initialised(&cfg.data_dir) {
         bail!("{} holds no node", cfg.data_dir.display());
@@ -575,109 +586,170 @@ fn migrate_blobs(data: Option<PathBuf>, config: Option<PathBuf>, to: &str) -> an
     target_cfg
         .validate()
         .with_context(|| format!("the target store's settings in {}", file.display()))?;
-    // Opening the node takes its data directory's lock: a running node makes this fail.
-    let node = Node::open(cfg.clone()).context(
-        "cannot open the node (stop it first: the migration runs with the node stopped)",
-    )?;
-    let a = &node.archive;
-    let from_place = archipel_node::node::blob_place(&cfg)?;
-    let to_place = archipel_node::node::blob_place(&target_cfg)?;
-    if from_place.kind() == to_place.kind() {
-        bail!("the blobs are in {} already", to_place.kind());
-    }
-    let db = a.store.db();
-    let mut report = MigrateReport::default();
-    let started = std::time::Instant::now();
-    let mut last = std::time::Instant::now();
-    let mut progress = |r: &MigrateReport| {
-        if last.elapsed().as_secs() >= 2 {
-            last = std::time::Instant::now();
-            eprintln!(
-                "{} copied ({} MiB), {} already there, {} failed",
-                r.copied,
-                r.bytes >> 20,
-                r.already,
-                r.failed.len()
-            );
+    match Node::open(cfg.clone()) {
+        Ok(node) => migrate_offline(&node, &target_cfg, kind, &file, rate),
+        Err(archipel_node::Error::Identity(archipel_node::identity::IdentityError::Locked(_))) => {
+            migrate_online(&cfg, kind, &file, rate)
         }
-    };
-    let to_own = to_place.open_own(db)?;
-    migrate_namespace(
-        a.store.blobs.as_ref(),
-        to_own.as_ref(),
-        &mut report,
-        &mut progress,
-    )?;
-    // What this node holds for its peers, origin by origin.
-    let to_held = archipel_node::federation::holding::Holding::open(db, &cfg.data_dir, &to_place)?;
-    for (origin, _) in a.holding.origins()? {
-        migrate_namespace(
-            a.holding.blobs_of(&origin)?.as_ref(),
-            to_held.blobs_of(&origin)?.as_ref(),
-            &mut report,
-            &mut progress,
-        )?;
+        Err(e) => Err(anyhow::Error::new(e).context("cannot open the node")),
     }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "{} blobs copied and checked ({:.1} MiB in {:.1} s), {} already in {}, {} failed",
-        report.copied,
-        report.bytes as f64 / (1 << 20) as f64,
-        secs,
-        report.already,
-        to_place.kind(),
-        report.failed.len()
-    );
-    if !report.failed.is_empty() {
-        for f in &report.failed {
-            println!("failed: {f}");
-        }
-        bail!(
-            "the node still uses {}: fix the blobs above and run again (it resumes)",
-            from_place.kind()
-        );
-    }
-    a.store.set_blob_place(&to_place)?;
-    set_blob_store_in(&file, to_place.kind())?;
-    println!(
-        "the node now uses {} (marker in its database, blob_store in {}); the copies in {} are left in place",
-        to_place.kind(),
-        file.display(),
-        from_place.kind()
-    );
-    Ok(())
 }
 
-/// Sets `blob_store = "KIND"` in a TOML file, keeping its other lines and comments.
-fn set_blob_store_in(file: &Path, kind: &str) -> anyhow::Result<()> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
-    };
-    let line = format!("blob_store = {kind:?}");
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    if let Some(l) = lines
-        .iter_mut()
-        .find(|l| l.trim_start().starts_with("blob_store") && l.contains('='))
-    {
-        *l = line;
-    } else {
-        // A top-level key goes before the first table, or TOML would put it inside it.
-        let at = lines
-            .iter()
-            .position(|l| l.trim_start().starts_with('['))
-            .unwrap_or(lines.len());
-        lines.insert(at, line);
+/// One line of progress.
+fn migration_line(s: &archipel_proto::v1::BlobMigrationStatus) -> String {
+    format!(
+        "{} {} -> {}: {} copied ({} MiB), {} already there, {} failed; the node has {} blobs of its own{}",
+        s.state,
+        s.from,
+        s.to,
+        s.copied,
+        s.bytes >> 20,
+        s.already,
+        s.failed_count,
+        s.total,
+        if s.namespace.is_empty() {
+            String::new()
+        } else {
+            format!(" (now in {})", s.namespace)
+        }
+    )
+}
+
+/// The end of a migration, however it ran.
+fn migration_outcome(
+    s: &archipel_proto::v1::BlobMigrationStatus,
+    file: &Path,
+) -> anyhow::Result<()> {
+    println!("{}", migration_line(s));
+    match s.state.as_str() {
+        "done" => {
+            println!(
+                "the node now uses {} (marker in its database, blob_store in {}); the copies in {} are left in place",
+                s.to,
+                file.display(),
+                s.from
+            );
+            Ok(())
+        }
+        _ => {
+            for f in &s.failed {
+                println!("failed: {f}");
+            }
+            if !s.error.is_empty() {
+                println!("error: {}", s.error);
+            }
+            bail!(
+                "the migration to {} did not finish: the node keeps reading both stores; fix \
+                 the above and run the same command again (it resumes)",
+                s.to
+            )
+        }
     }
-    let mut out = lines.join("\n");
-    out.push('\n');
-    // Checked before it replaces the file: a broken configuration would stop the node.
-    toml::from_str::<Config>(&out).context("the updated configuration does not parse")?;
-    let tmp = file.with_extension("toml.tmp");
-    std::fs::write(&tmp, &out).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, file).with_context(|| format!("cannot replace {}", file.display()))?;
-    Ok(())
+}
+
+fn to_proto(
+    s: archipel_node::store::MigrationStatus,
+    total: u64,
+) -> archipel_proto::v1::BlobMigrationStatus {
+    archipel_proto::v1::BlobMigrationStatus {
+        state: s.state,
+        from: s.from,
+        to: s.to,
+        copied: s.copied,
+        already: s.already,
+        bytes: s.bytes,
+        failed: s.failed,
+        failed_count: s.failed_count,
+        total,
+        namespace: s.namespace,
+        error: s.error,
+    }
+}
+
+/// The node is stopped: the same migration as a running node's, in the foreground.
+fn migrate_offline(
+    node: &Node,
+    target_cfg: &Config,
+    kind: archipel_node::config::BlobStoreKind,
+    file: &Path,
+    rate: u32,
+) -> anyhow::Result<()> {
+    let a = node.archive.clone();
+    let placement = a.store.placement.clone();
+    let place = archipel_node::node::place_of_kind(target_cfg, kind.name())?;
+    if let archipel_node::store::BlobPlace::S3(conn) = &place {
+        conn.probe()
+            .map_err(|e| anyhow::anyhow!("the target store: {e}"))?;
+    }
+    placement.begin(place, file, rate)?;
+    let held: Vec<String> = a.holding.origins()?.into_iter().map(|(o, _)| o).collect();
+    let total = a.store.blob_count().unwrap_or(0);
+    let worker = {
+        let placement = placement.clone();
+        std::thread::spawn(move || placement.run_worker(&held))
+    };
+    let mut last = std::time::Instant::now();
+    while !worker.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if last.elapsed().as_secs() >= 2 {
+            last = std::time::Instant::now();
+            eprintln!("{}", migration_line(&to_proto(placement.status(), total)));
+        }
+    }
+    let s = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the migration thread panicked"))?;
+    migration_outcome(&to_proto(s, total), file)
+}
+
+/// The node is running: ask it over the admin socket, then follow its progress.
+fn migrate_online(
+    cfg: &Config,
+    kind: archipel_node::config::BlobStoreKind,
+    file: &Path,
+    rate: u32,
+) -> anyhow::Result<()> {
+    use archipel_proto::v1::{
+        BlobMigrationRequest, MigrateBlobsRequest, archive_client::ArchiveClient,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let channel = archipel_node::admin_channel(&cfg.admin_socket_path())
+            .await
+            .context("the node is running but its admin socket does not answer")?;
+        let mut client = ArchiveClient::new(channel);
+        let mut s = client
+            .migrate_blobs(MigrateBlobsRequest {
+                to: kind.name().to_string(),
+                config_file: file.display().to_string(),
+                max_blobs_per_second: rate,
+            })
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("the running node refused the migration: {}", e.message())
+            })?
+            .into_inner();
+        eprintln!(
+            "the running node is moving its blobs while it serves (interrupting this command \
+             does not stop it; run it again to follow)"
+        );
+        let mut last = std::time::Instant::now();
+        while s.state == "copying" {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            s = client
+                .blob_migration(BlobMigrationRequest {})
+                .await
+                .map_err(|e| anyhow::anyhow!("the running node: {}", e.message()))?
+                .into_inner();
+            if last.elapsed().as_secs() >= 2 {
+                last = std::time::Instant::now();
+                eprintln!("{}", migration_line(&s));
+            }
+        }
+        migration_outcome(&s, file)
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -729,7 +801,12 @@ fn main() -> anyhow::Result<()> {
                 .block_on(run(cfg))
         }
         Command::ExportKit { data, out } => export_kit(&data, &out),
-        Command::MigrateBlobs { data, config, to } => migrate_blobs(data, config, &to),
+        Command::MigrateBlobs {
+            data,
+            config,
+            to,
+            rate,
+        } => migrate_blobs(data, config, &to, rate),
         Command::CheckConfig { data, config } => check_config(data, config),
         Command::Restore {
             kit,

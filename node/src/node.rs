@@ -84,6 +84,25 @@ pub fn blob_place(config: &Config) -> Result<crate::store::BlobPlace> {
     })
 }
 
+/// The place a kind of store (`files`, `sled`, `s3`) names with this configuration's
+/// settings.
+pub fn place_of_kind(config: &Config, kind: &str) -> Result<crate::store::BlobPlace> {
+    let mut c = config.clone();
+    c.blob_store = crate::config::BlobStoreKind::from_name(kind).ok_or_else(|| {
+        Error::Store(crate::store::StoreError::Backend(format!(
+            "unknown blob store {kind:?}"
+        )))
+    })?;
+    blob_place(&c)
+}
+
+fn store_error(e: Error) -> crate::store::StoreError {
+    match e {
+        Error::Store(s) => s,
+        other => crate::store::StoreError::Backend(other.to_string()),
+    }
+}
+
 impl Node {
     /// Locks the data directory, checks the keys and opens the store.
     pub fn open(config: Config) -> Result<Node> {
@@ -93,13 +112,14 @@ impl Node {
         let identity = identity::load(data)?;
         let keys = Keyring::load(data)?;
         keys.check_against(&identity)?;
-        let place = blob_place(&config)?;
         let store = Store::open(
             &data.join("db"),
             config.cache_capacity_mib << 20,
             config.disk_reserve_mib << 20,
-            &place,
+            config.blob_store.name(),
+            &|kind| place_of_kind(&config, kind).map_err(store_error),
         )?;
+        let place = crate::store::BlobPlace::Layered(store.placement.clone());
         let log = AuditLog::open(store.db(), &identity)?;
         let peers = crate::federation::Peers::open(store.db(), &identity)?;
         let holding = crate::federation::holding::Holding::open(store.db(), data, &place)?;

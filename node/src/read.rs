@@ -5,12 +5,22 @@
 use crate::archive::Archive;
 use crate::error::{Error, Result};
 use crate::keys::parse_identity;
-use crate::store::{BlobStore, StoreError, Verified, get_verified};
+use crate::store::{BlobStore, StoreError, Verified};
 use archipel_proto::manifest::{BlobId, FileEntry};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-/// The ciphertext of one file, read blob by blob, seekable.
+/// Memory a reader may hold in blobs fetched ahead (the batch being read and the next one
+/// in flight), when its store fetches in parallel (S3).
+const READ_AHEAD_BYTES: u64 = 32 << 20;
+
+/// One fetched blob: its bytes (unchecked), absent, or the store's error.
+type FetchedBlob = std::result::Result<Option<Vec<u8>>, crate::store::BlobError>;
+type Fetched = Vec<FetchedBlob>;
+
+/// The ciphertext of one file, read blob by blob, seekable. A sequential read from a store
+/// that fetches blobs in parallel (S3) fetches a batch ahead while the current one is
+/// decrypted: at most `READ_AHEAD_BYTES` of blobs per reader.
 pub struct BlobSource {
     blobs: Arc<dyn BlobStore>,
     ids: Vec<BlobId>,
@@ -19,30 +29,107 @@ pub struct BlobSource {
     pos: u64,
     current: Option<(usize, Vec<u8>)>,
     record: String,
+    /// Blobs per batch fetched ahead (1: no read-ahead).
+    batch: usize,
+    /// Fetched and not read yet: the blobs from this index on.
+    ready: Option<(usize, std::collections::VecDeque<FetchedBlob>)>,
+    /// The next batch, being fetched: its first index and the fetching thread.
+    next: Option<(usize, std::thread::JoinHandle<Fetched>)>,
 }
 
 impl BlobSource {
     pub fn new(blobs: Arc<dyn BlobStore>, file: &FileEntry, record: &str) -> Self {
+        let blob_size = u64::from(file.blob_size.max(1));
+        // Half the budget for the batch being read, half for the one in flight.
+        let batch =
+            (READ_AHEAD_BYTES / 2 / blob_size).clamp(1, blobs.read_ahead().max(1) as u64) as usize;
         BlobSource {
             blobs,
             ids: file.blobs.clone(),
-            blob_size: u64::from(file.blob_size.max(1)),
+            blob_size,
             len: file.cipher_len,
             pos: 0,
             current: None,
             record: record.to_string(),
+            batch,
+            ready: None,
+            next: None,
+        }
+    }
+
+    /// Starts fetching the batch from `start` in the background.
+    fn prefetch(&mut self, start: usize) {
+        if self.batch <= 1 || start >= self.ids.len() || self.next.is_some() {
+            return;
+        }
+        let end = (start + self.batch).min(self.ids.len());
+        let ids = self.ids[start..end].to_vec();
+        let blobs = self.blobs.clone();
+        if let Ok(h) = std::thread::Builder::new()
+            .name("read-ahead".into())
+            .spawn(move || blobs.get_many(&ids))
+        {
+            self.next = Some((start, h));
+        }
+    }
+
+    /// The bytes of blob `index` as fetched (not yet checked).
+    fn fetch(&mut self, index: usize, id: &BlobId) -> FetchedBlob {
+        let sequential = self.current.as_ref().is_some_and(|(i, _)| i + 1 == index)
+            || (index == 0 && self.current.is_none());
+        if self.batch <= 1 || !sequential {
+            // A seek elsewhere (a byte range): one blob, and what was fetched ahead is dropped.
+            self.ready = None;
+            self.next = None;
+            return self.blobs.get(id);
+        }
+        loop {
+            if let Some((start, q)) = &mut self.ready {
+                if *start == index
+                    && let Some(b) = q.pop_front()
+                {
+                    *start += 1;
+                    if q.is_empty() {
+                        self.ready = None;
+                    }
+                    return b;
+                }
+                self.ready = None;
+            }
+            match self.next.take() {
+                Some((start, h)) if start == index => {
+                    let got = h.join().map_err(|_| {
+                        crate::store::BlobError::Backend("the read-ahead thread panicked".into())
+                    })?;
+                    self.ready = Some((start, got.into()));
+                    self.prefetch(start + self.batch);
+                }
+                _ => {
+                    // The first batch: fetched now; the next one starts behind it.
+                    let end = (index + self.batch).min(self.ids.len());
+                    let got = self.blobs.get_many(&self.ids[index..end]);
+                    self.ready = Some((index, got.into()));
+                    self.prefetch(end);
+                }
+            }
         }
     }
 
     fn load(&mut self, index: usize) -> std::io::Result<&[u8]> {
         if self.current.as_ref().map(|(i, _)| *i) != Some(index) {
-            let id = self.ids.get(index).ok_or_else(|| {
+            let id = *self.ids.get(index).ok_or_else(|| {
                 std::io::Error::other(StoreError::Damaged {
                     record: self.record.clone(),
                     why: format!("ciphertext offset beyond its {} blobs", self.ids.len()),
                 })
             })?;
-            let blob = match get_verified(self.blobs.as_ref(), id) {
+            let fetched = self.fetch(index, &id);
+            let verified = fetched.map(|b| match b {
+                None => Verified::Missing,
+                Some(b) if blake3::hash(&b).as_bytes() == &id => Verified::Ok(b),
+                Some(_) => Verified::Corrupt,
+            });
+            let blob = match verified {
                 Ok(Verified::Ok(b)) => b,
                 Ok(Verified::Missing) => {
                     return Err(std::io::Error::other(StoreError::Missing {

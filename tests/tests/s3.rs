@@ -101,9 +101,10 @@ fn transient_faults_are_retried_and_permanent_ones_name_the_blob() {
     let id = *blake3::hash(&bytes).as_bytes();
     let hex_id = hex(&id);
 
-    // 5xx answers: retried.
+    // 5xx answers: retried. Uploads are write-behind: `flush_blobs` waits for them.
     proxy.inject(Some("PUT"), Fault::ServerError, 2);
     store.put(&id, &bytes).expect("S3 test step");
+    store.flush_blobs(&[id]).expect("S3 test step");
     assert_eq!(proxy.faults_done(), 2);
     proxy.inject(Some("GET"), Fault::ServerError, 3);
     assert_eq!(
@@ -147,11 +148,17 @@ fn transient_faults_are_retried_and_permanent_ones_name_the_blob() {
     assert!(e.contains(&hex_id) && e.contains("after 3 attempts"), "{e}");
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     proxy.always(Some("PUT"), Fault::Hang(Duration::from_secs(5)));
+    store.put(&[3; 32], b"never stored").expect("S3 test step");
+    // The failure of a write-behind upload surfaces where it is waited for (before the
+    // commit of the record that references it), with the blob ID.
+    let e = store.flush_blobs(&[[3; 32]]).unwrap_err().to_string();
+    assert!(e.contains(&hex(&[3; 32])), "{e}");
+    // And a synchronous write fails itself, with the blob ID.
     let e = store
-        .put(&[3; 32], b"never stored")
+        .put_now(&[4; 32], b"never stored either")
         .unwrap_err()
         .to_string();
-    assert!(e.contains(&hex(&[3; 32])), "{e}");
+    assert!(e.contains(&hex(&[4; 32])), "{e}");
     proxy.clear();
     assert_eq!(
         store.get(&id).expect("S3 test step").expect("S3 test step"),
@@ -371,14 +378,12 @@ fn migrate_blobs_to_s3_and_back_to_sled() {
             .output()
             .expect("S3 test step")
     };
-    // Refused while the node runs (it holds the data directory's lock).
-    let out = migrate("s3");
-    assert!(!out.status.success());
+    // With the node stopped, the copy runs in the command itself.
     node.stop().expect("S3 test step");
     let out = migrate("s3");
     expect_code(&out, 0, "migrate-blobs --to s3");
     let text = both(&out);
-    assert!(text.contains("3 blobs copied and checked"), "{text}");
+    assert!(text.contains("done files -> s3: 3 copied"), "{text}");
     assert_eq!(objects_under(&server, "quimper/blobs"), 3);
     // Run again: everything is there already (a resumed run does no work twice).
     let out = migrate("s3");
@@ -394,13 +399,155 @@ fn migrate_blobs_to_s3_and_back_to_sled() {
     let out = migrate("sled");
     expect_code(&out, 0, "migrate-blobs --to sled");
     let text = both(&out);
-    assert!(text.contains("3 blobs copied and checked"), "{text}");
+    assert!(text.contains("done s3 -> sled: 3 copied"), "{text}");
     // Gone from S3 now: the node reads them from sled.
     std::fs::remove_dir_all(server.dir.join(archipel_tests::s3::BUCKET).join("quimper"))
         .expect("S3 test step");
     node.start().expect("S3 test step");
     node.assert_get_file(&rec, &root.join("o3"), &want);
     node.assert_get_file(&rec2, &root.join("o4"), b"acte de naissance");
+}
+
+/// The status of a running node's blob migration, over its admin socket.
+fn migration_status(data: &Path) -> Option<archipel_proto::v1::BlobMigrationStatus> {
+    archipel_tests::runtime().block_on(async {
+        let channel = archipel_node::admin_channel(&data.join("admin.sock"))
+            .await
+            .ok()?;
+        archipel_proto::v1::archive_client::ArchiveClient::new(channel)
+            .blob_migration(archipel_proto::v1::BlobMigrationRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    })
+}
+
+#[test]
+fn online_migration_while_serving_survives_a_kill_and_goes_back() {
+    let dir = tempfile::tempdir().expect("S3 test step");
+    let Some(server) = S3Server::s3s_fs(dir.path()).expect("S3 test step") else {
+        return;
+    };
+    let root = dir.path();
+    let mut node = TestNode::init(root, "n", "Brest Métropole").expect("S3 test step");
+    write_s3_config(&node, &server, "files", "brest");
+    node.start().expect("S3 test step");
+    // Every acknowledged record, with its bytes.
+    let mut acked: Vec<(String, Vec<u8>)> = Vec::new();
+    let add = |node: &TestNode, name: &str, size: usize, seed: u64| {
+        let f = root.join(name);
+        random_file(&f, size, seed).expect("S3 test step");
+        let id = node.ingest(&[&f], name, &[]);
+        (id, std::fs::read(&f).expect("S3 test step"))
+    };
+    // 6 + 3 blobs of 4 MiB, and two small ones.
+    acked.push(add(&node, "plans.bin", 22 * 1024 * 1024, 1));
+    acked.push(add(&node, "registre.bin", 9 * 1024 * 1024, 2));
+    acked.push(add(&node, "acte.txt", 3000, 3));
+    acked.push(add(&node, "arrete.txt", 70_000, 4));
+    let data = node.data.clone();
+    let migrate = |to: &str, rate: &str| {
+        std::process::Command::new(archipel_tests::bin("archipel-node"))
+            .args([
+                "migrate-blobs",
+                "--data",
+                p(&data),
+                "--to",
+                to,
+                "--rate",
+                rate,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("S3 test step")
+    };
+    // Online (the node holds its lock), paced at one blob a second so that it can be
+    // killed half-way.
+    let follower = migrate("s3", "1");
+    assert!(
+        archipel_tests::wait_until(Duration::from_secs(20), || migration_status(&data)
+            .is_some_and(|s| s.state == "copying")),
+        "the migration did not start"
+    );
+    // Served meanwhile: ingests (their blobs go to S3 now) and reads (from either store).
+    let during = std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let mut got = Vec::new();
+            for (i, size) in [5 * 1024 * 1024 + 17, 1234].into_iter().enumerate() {
+                let f = root.join(format!("during-{i}.bin"));
+                random_file(&f, size, 10 + i as u64).expect("S3 test step");
+                let id = node.ingest(&[&f], "pendant", &[]);
+                got.push((id, std::fs::read(&f).expect("S3 test step")));
+            }
+            got
+        });
+        for (i, (id, want)) in acked.iter().enumerate() {
+            node.assert_get_file(id, &root.join(format!("read-during-{i}")), want);
+        }
+        h.join().expect("ingest thread")
+    });
+    acked.extend(during);
+    let s = migration_status(&data).expect("status");
+    assert_eq!(s.state, "copying", "{s:?}");
+    assert!(
+        objects_under(&server, "brest/blobs") >= 2,
+        "new blobs in S3"
+    );
+    assert!(
+        archipel_tests::wait_until(Duration::from_secs(30), || migration_status(&data)
+            .is_some_and(|s| s.copied >= 3)),
+        "the migration copies"
+    );
+    // A crash half-way.
+    node.kill();
+    let out = follower.wait_with_output().expect("S3 test step");
+    assert!(!out.status.success(), "the follower saw the node go");
+    node.start().expect("S3 test step");
+    let s = migration_status(&data).expect("status after the restart");
+    assert_eq!(s.state, "copying", "resumed: {s:?}");
+    assert!(s.copied + s.already >= 3, "progress kept: {s:?}");
+    let f = root.join("after-restart.bin");
+    random_file(&f, 4 * 1024 * 1024 + 5, 20).expect("S3 test step");
+    acked.push((
+        node.ingest(&[&f], "après", &[]),
+        std::fs::read(&f).expect("S3 test step"),
+    ));
+    assert!(
+        archipel_tests::wait_until(Duration::from_secs(120), || migration_status(&data)
+            .is_some_and(|s| s.state == "done")),
+        "the resumed migration finishes: {:?}",
+        migration_status(&data)
+    );
+    let conf = std::fs::read_to_string(data.join("archipel.toml")).expect("S3 test step");
+    assert!(conf.contains("blob_store = \"s3\""), "{conf}");
+    // Without the old copies, from S3 alone, after a restart: every acknowledged record.
+    node.stop().expect("S3 test step");
+    std::fs::remove_dir_all(data.join("blobs")).expect("S3 test step");
+    node.start().expect("S3 test step");
+    for (i, (id, want)) in acked.iter().enumerate() {
+        node.assert_get_file(id, &root.join(format!("from-s3-{i}")), want);
+    }
+    // And back to sled, online, with an ingest meanwhile; the command follows it to the end.
+    let back = migrate("sled", "0");
+    let f = root.join("during-back.bin");
+    random_file(&f, 6 * 1024 * 1024, 30).expect("S3 test step");
+    acked.push((
+        node.ingest(&[&f], "retour", &[]),
+        std::fs::read(&f).expect("S3 test step"),
+    ));
+    let out = back.wait_with_output().expect("S3 test step");
+    let text = both(&out);
+    assert!(out.status.success(), "migrate-blobs --to sled: {text}");
+    assert!(text.contains("done s3 -> sled"), "{text}");
+    node.stop().expect("S3 test step");
+    std::fs::remove_dir_all(server.dir.join(archipel_tests::s3::BUCKET).join("brest"))
+        .expect("S3 test step");
+    node.start().expect("S3 test step");
+    for (i, (id, want)) in acked.iter().enumerate() {
+        node.assert_get_file(id, &root.join(format!("from-sled-{i}")), want);
+    }
+    node.cli_ok(&["verify", &acked[0].0]);
 }
 
 #[test]

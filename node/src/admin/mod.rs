@@ -4,6 +4,7 @@ mod audit;
 mod elimination;
 mod federation;
 mod keys;
+pub mod migration;
 mod peers;
 
 pub use audit::AuditService;
@@ -482,6 +483,21 @@ impl ArchiveApi for AdminService {
     ) -> Result<Response<FederationReportResponse>, Status> {
         let a = self.archive.clone();
         Ok(Response::new(federation::report(&a).await?))
+    }
+
+    async fn migrate_blobs(
+        &self,
+        request: Request<pb::MigrateBlobsRequest>,
+    ) -> Result<Response<pb::BlobMigrationStatus>, Status> {
+        let status = migration::start(&self.archive, request.into_inner()).await?;
+        Ok(Response::new(status))
+    }
+
+    async fn blob_migration(
+        &self,
+        _request: Request<pb::BlobMigrationRequest>,
+    ) -> Result<Response<pb::BlobMigrationStatus>, Status> {
+        Ok(Response::new(migration::status(&self.archive)))
     }
 
     async fn node_info(

@@ -159,6 +159,8 @@ impl Holding {
                 &format!("held/{origin}/blobs"),
             )?),
             BlobPlace::S3(conn) => Arc::new(conn.namespace(&format!("held/{origin}"))),
+            // A running node: the same store as the online migration switches.
+            BlobPlace::Layered(p) => p.open(&crate::store::Namespace::Held(origin.to_string()))?,
         };
         stores.insert(origin.to_string(), store.clone());
         Ok(store)

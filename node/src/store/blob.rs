@@ -59,6 +59,37 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
             b[start..end].to_vec()
         }))
     }
+    /// Makes the given blobs durable (those written by one ingest, before its commit). A
+    /// store that writes in the background waits for these only; the others flush.
+    fn flush_blobs(&self, _ids: &[BlobId]) -> Result<(), BlobError> {
+        self.flush()
+    }
+    /// Several blobs at once, in order (unverified). Stores with a network round trip per
+    /// blob (S3) fetch them in parallel; memory is the caller's: it asks for few.
+    fn get_many(&self, ids: &[BlobId]) -> Vec<Result<Option<Vec<u8>>, BlobError>> {
+        ids.iter().map(|id| self.get(id)).collect()
+    }
+    /// How many blobs a sequential reader should fetch at once (1: one at a time; a store
+    /// with a round trip per blob says how many requests it runs in parallel).
+    fn read_ahead(&self) -> usize {
+        1
+    }
+    /// Up to `limit` IDs starting with `prefix` and above `after`, ascending: a listing
+    /// resumed where it stopped, without holding it open.
+    fn list_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&BlobId>,
+        limit: usize,
+    ) -> Result<Vec<BlobId>, BlobError> {
+        self.list(prefix)
+            .filter(|x| match (x, after) {
+                (Ok(id), Some(a)) => id > a,
+                _ => true,
+            })
+            .take(limit)
+            .collect()
+    }
     /// Whether blobs take room on the node's own disk (then writes keep the disk reserve;
     /// an object store has its own quota).
     fn on_local_disk(&self) -> bool {
@@ -129,6 +160,33 @@ impl BlobStore for SledBlobStore {
     fn flush(&self) -> Result<(), BlobError> {
         self.db.flush()?;
         Ok(())
+    }
+    fn list_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&BlobId>,
+        limit: usize,
+    ) -> Result<Vec<BlobId>, BlobError> {
+        let start = match after {
+            Some(a) if a.as_slice() >= prefix => std::ops::Bound::Excluded(a.to_vec()),
+            _ => std::ops::Bound::Included(prefix.to_vec()),
+        };
+        let mut out = Vec::new();
+        for k in self
+            .tree
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+            .keys()
+        {
+            let k = k?;
+            if !k.starts_with(prefix) || out.len() == limit {
+                break;
+            }
+            out.push(
+                <[u8; 32]>::try_from(k.as_ref())
+                    .map_err(|_| BlobError::Backend(format!("blob key of {} bytes", k.len())))?,
+            );
+        }
+        Ok(out)
     }
 }
 

@@ -12,12 +12,13 @@
 mod blob;
 mod eliminate;
 mod files;
-pub mod migrate;
+pub mod relocate;
 pub mod s3;
 
 pub use blob::{BlobError, BlobStore, SledBlobStore, Verified, conformance, get_verified};
 pub use eliminate::{Eliminated, EliminationPlan, FileObject};
 pub use files::FileBlobStore;
+pub use relocate::{MigrationStatus, Namespace, Placement};
 pub use s3::{S3BlobStore, S3Connection, S3Error};
 
 /// Where a node keeps its blobs (`blob_store` in the configuration).
@@ -29,6 +30,8 @@ pub enum BlobPlace {
     Files(std::path::PathBuf),
     /// An S3-compatible object store (one connection shared by every namespace).
     S3(Arc<S3Connection>),
+    /// A running node's blobs: one of the above, or two during an online migration.
+    Layered(Arc<Placement>),
 }
 
 impl BlobPlace {
@@ -38,16 +41,13 @@ impl BlobPlace {
             BlobPlace::Sled => "sled",
             BlobPlace::Files(_) => "files",
             BlobPlace::S3(_) => "s3",
+            BlobPlace::Layered(p) => p.kind(),
         }
     }
 
     /// The store of the node's own blobs at this place.
     pub fn open_own(&self, db: &sled::Db) -> Result<Arc<dyn BlobStore>, BlobError> {
-        Ok(match self {
-            BlobPlace::Files(dir) => Arc::new(FileBlobStore::open(dir, db)?),
-            BlobPlace::Sled => Arc::new(SledBlobStore::open(db)?),
-            BlobPlace::S3(conn) => Arc::new(conn.namespace("blobs")),
-        })
+        self.open_namespace(db, &Namespace::Own)
     }
 }
 
@@ -163,7 +163,7 @@ const BLOB_BYTES: &[u8] = b"count/blob_bytes";
 /// (a key rotation or a recovery-recipient change that has not finished re-wrapping).
 const KEY_REWRAP_PENDING: &[u8] = b"keys/rewrap-pending";
 /// Where the blobs are (`blob_store`'s value), written at creation and by `migrate-blobs`.
-const BLOB_PLACE: &[u8] = b"blob_place";
+pub(crate) const BLOB_PLACE: &[u8] = b"blob_place";
 
 fn read_u64(v: Option<sled::IVec>) -> u64 {
     v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -175,6 +175,8 @@ fn read_u64(v: Option<sled::IVec>) -> u64 {
 pub struct Store {
     db: sled::Db,
     pub blobs: Arc<dyn BlobStore>,
+    /// Where the blobs are, and where an online migration is moving them.
+    pub placement: Arc<Placement>,
     records: sled::Tree,
     record_keys: sled::Tree,
     catalog: sled::Tree,
@@ -217,12 +219,14 @@ fn open_db(config: sled::Config) -> Result<sled::Db, sled::Error> {
 impl Store {
     /// Opens (or creates) the database and removes leftovers of unacknowledged ingests.
     /// `reserve`: free bytes no blob write may eat into (see `Config::disk_reserve_mib`).
-    /// `blobs_in`: where the node's own blobs live.
+    /// `configured`: the `blob_store` of the configuration; `place_of` opens a place by
+    /// kind (the one recorded in the database, and the target of a migration under way).
     pub fn open(
         path: &Path,
         cache_capacity: u64,
         reserve: u64,
-        blobs_in: &BlobPlace,
+        configured: &str,
+        place_of: &dyn Fn(&str) -> Result<BlobPlace, StoreError>,
     ) -> Result<Self, StoreError> {
         let db = open_db(
             sled::Config::new()
@@ -230,7 +234,45 @@ impl Store {
                 .cache_capacity(cache_capacity)
                 .mode(sled::Mode::HighThroughput),
         )?;
-        let blobs = blobs_in.open_own(&db)?;
+        let meta = db.open_tree("meta")?;
+        // Blobs stay where they were written until `migrate-blobs` moves them: a changed
+        // `blob_store` alone would make every record look damaged.
+        let marker = match meta.get(BLOB_PLACE)? {
+            None => {
+                meta.insert(BLOB_PLACE, configured.as_bytes())?;
+                configured.to_string()
+            }
+            Some(k) => String::from_utf8_lossy(&k).into_owned(),
+        };
+        let migrating = meta
+            .get(relocate::MIGRATION_TO)?
+            .map(|k| String::from_utf8_lossy(&k).into_owned());
+        match &migrating {
+            // During a migration the configuration may name either side: the file is
+            // switched just before the marker.
+            Some(to) if configured == marker || configured == to => {}
+            Some(to) => {
+                return Err(StoreError::Backend(format!(
+                    "this node's blobs are being moved from {marker:?} to {to:?} but the \
+                     configuration says blob_store = {configured:?}: set blob_store = \
+                     {marker:?} back; the migration resumes when the node starts"
+                )));
+            }
+            None if configured == marker => {}
+            None => {
+                return Err(StoreError::Backend(format!(
+                    "this node's blobs are in {marker:?} but the configuration says blob_store = {configured:?}: \
+                     set blob_store = {marker:?} back, or move them with \
+                     `archipel-node migrate-blobs --to {configured}`"
+                )));
+            }
+        }
+        let target = match &migrating {
+            Some(to) => Some(place_of(to)?),
+            None => None,
+        };
+        let placement = Placement::new(&db, &meta, place_of(&marker)?, target)?;
+        let blobs = placement.open(&Namespace::Own)?;
         let store = Store {
             records: db.open_tree("records")?,
             record_keys: db.open_tree("record_keys")?,
@@ -238,33 +280,16 @@ impl Store {
             dedup: db.open_tree("dedup")?,
             file_refs: db.open_tree("file_refs")?,
             staging: db.open_tree("staging")?,
-            meta: db.open_tree("meta")?,
+            meta,
             log: db.open_tree("log")?,
             holds: db.open_tree("holds")?,
             db_path: path.to_path_buf(),
             reserve,
             generation: Default::default(),
             blobs,
+            placement,
             db,
         };
-        // Blobs stay where they were written until `migrate-blobs` moves them: a changed
-        // `blob_store` alone would make every record look damaged.
-        match store.meta.get(BLOB_PLACE)? {
-            None => {
-                store.meta.insert(BLOB_PLACE, blobs_in.kind().as_bytes())?;
-            }
-            Some(k) if k.as_ref() == blobs_in.kind().as_bytes() => {}
-            Some(k) => {
-                let k = String::from_utf8_lossy(&k);
-                return Err(StoreError::Backend(format!(
-                    "this node's blobs are in {k:?} but the configuration says blob_store = {:?}: \
-                     set blob_store = {k:?} back, or move them with \
-                     `archipel-node migrate-blobs --to {}`",
-                    blobs_in.kind(),
-                    blobs_in.kind()
-                )));
-            }
-        }
         let cleaned = store.clean_staging(None)?;
         if cleaned > 0 {
             tracing::info!(blobs = cleaned, "removed leftovers of unfinished ingests");
@@ -346,7 +371,7 @@ impl Store {
     pub async fn commit(&self, session: &[u8; 16], plan: CommitPlan) -> Result<(), StoreError> {
         // New blobs must be durable before a record that references them is.
         if !plan.staged.is_empty() && !plan.defer_flush {
-            self.blobs.flush()?;
+            self.blobs.flush_blobs(&plan.staged)?;
         }
         let trees = (
             &self.records,

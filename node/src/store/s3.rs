@@ -24,6 +24,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +97,11 @@ pub struct S3Connection {
     store: Arc<AmazonS3>,
     prefix: String,
     permits: Arc<tokio::sync::Semaphore>,
+    /// Uploads started and not finished (write-behind), each holding one blob: at most
+    /// `s3.concurrency` of them, so their memory is bounded by concurrency × blob size.
+    uploads: Arc<tokio::sync::Semaphore>,
+    /// `s3.concurrency`.
+    concurrency: usize,
     handle: tokio::runtime::Handle,
     /// `Option` so that `Drop` can shut it down without blocking (dropping a runtime from
     /// an async context panics).
@@ -192,6 +198,8 @@ impl S3Connection {
             store: Arc::new(store),
             prefix: cfg.key_prefix.trim_matches('/').to_string(),
             permits: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1) as usize)),
+            uploads: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1) as usize)),
+            concurrency: cfg.concurrency.max(1) as usize,
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             backoff,
@@ -209,6 +217,7 @@ impl S3Connection {
             conn: self.clone(),
             dir,
             list_batch: LIST_BATCH,
+            pending: Default::default(),
         }
     }
 
@@ -265,7 +274,7 @@ impl S3Connection {
             };
             format!("s3 {step} of a probe object failed: {hint} ({detail})")
         };
-        ns.put(&id, &bytes).map_err(|e| explain("write", e))?;
+        ns.put_now(&id, &bytes).map_err(|e| explain("write", e))?;
         match ns.get(&id) {
             Ok(Some(b)) if b == bytes => {}
             Ok(Some(_)) => return Err("s3 read of a probe object returned other bytes".into()),
@@ -293,6 +302,32 @@ pub struct S3BlobStore {
     /// Key prefix of this namespace, without a trailing slash.
     dir: String,
     list_batch: usize,
+    /// Uploads in flight (write-behind): `put` returns once its upload has a slot; `flush`
+    /// / `flush_blobs` wait for them, and a read of a blob in flight waits for its upload.
+    pending: Arc<std::sync::Mutex<HashMap<BlobId, Arc<PutSlot>>>>,
+}
+
+/// The outcome of one background upload, once known.
+#[derive(Debug, Default)]
+struct PutSlot {
+    done: std::sync::Mutex<Option<Result<(), String>>>,
+    ready: std::sync::Condvar,
+}
+
+impl PutSlot {
+    fn set(&self, r: Result<(), String>) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        self.ready.notify_all();
+    }
+    fn wait(&self) -> Result<(), String> {
+        let mut g = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = g.as_ref() {
+                return r.clone();
+            }
+            g = self.ready.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 impl S3BlobStore {
@@ -313,9 +348,24 @@ impl S3BlobStore {
         F: Fn(Arc<AmazonS3>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, Attempt>> + Send,
     {
+        self.conn.run(op, self.call_fut(op, id, f))
+    }
+
+    /// The future of [`S3BlobStore::call`], to run several at once.
+    fn call_fut<T, F, Fut>(
+        &self,
+        op: &'static str,
+        id: &BlobId,
+        f: F,
+    ) -> impl Future<Output = Result<T, S3Error>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: Fn(Arc<AmazonS3>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, Attempt>> + Send,
+    {
         let conn = self.conn.clone();
         let blob = hex::encode(id);
-        self.conn.run(op, async move {
+        async move {
             let mut attempt = 1;
             loop {
                 let outcome = {
@@ -352,14 +402,65 @@ impl S3BlobStore {
                     Attempt::Store(source) => S3Error::Permanent { op, blob, source },
                 });
             }
-        })
+        }
     }
-}
 
-impl BlobStore for S3BlobStore {
-    fn put(&self, id: &BlobId, bytes: &[u8]) -> Result<(), BlobError> {
-        // Content-addressed: writing the same ID twice writes the same bytes, so no check
-        // first (a HEAD would cost a round trip on every blob).
+    /// Waits for the upload of `id` if one is in flight (a read must see the blob).
+    fn settle(&self, id: &BlobId) -> Result<(), BlobError> {
+        let slot = self.pending_map().get(id).cloned();
+        match slot {
+            Some(slot) => slot.wait().map_err(BlobError::Backend),
+            None => Ok(()),
+        }
+    }
+
+    fn pending_map(&self) -> std::sync::MutexGuard<'_, HashMap<BlobId, Arc<PutSlot>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the uploads of `ids` (all when `None`) and forgets those that succeeded.
+    /// A failure is returned, and forgotten only when asked for by ID (the caller that
+    /// owns the blob): a global flush leaves it for that caller to see too.
+    fn wait_uploads(&self, ids: Option<&[BlobId]>) -> Result<(), BlobError> {
+        let slots: Vec<(BlobId, Arc<PutSlot>)> = {
+            let map = self.pending_map();
+            match ids {
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(|id| map.get(id).map(|s| (*id, s.clone())))
+                    .collect(),
+                None => map.iter().map(|(id, s)| (*id, s.clone())).collect(),
+            }
+        };
+        let mut first = Ok(());
+        for (id, slot) in slots {
+            let r = slot.wait();
+            let forget = r.is_ok() || ids.is_some();
+            if forget {
+                let mut map = self.pending_map();
+                if map.get(&id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                    map.remove(&id);
+                }
+            }
+            if let Err(e) = r
+                && first.is_ok()
+            {
+                first = Err(BlobError::Backend(e));
+            }
+        }
+        first
+    }
+
+    /// Waits for every upload in flight, forgetting none (before a listing).
+    fn settle_all(&self) {
+        let slots: Vec<Arc<PutSlot>> = self.pending_map().values().cloned().collect();
+        for slot in slots {
+            let _ = slot.wait();
+        }
+    }
+
+    /// Writes one blob and waits for the object store's answer (no write-behind).
+    pub fn put_now(&self, id: &BlobId, bytes: &[u8]) -> Result<(), BlobError> {
         let key = self.key(id);
         let payload = PutPayload::from(bytes.to_vec());
         self.call("put", id, move |s| {
@@ -373,9 +474,12 @@ impl BlobStore for S3BlobStore {
         Ok(())
     }
 
-    fn get(&self, id: &BlobId) -> Result<Option<Vec<u8>>, BlobError> {
+    fn get_fut(
+        &self,
+        id: &BlobId,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, S3Error>> + Send + 'static {
         let key = self.key(id);
-        Ok(self.call("get", id, move |s| {
+        self.call_fut("get", id, move |s| {
             let key = key.clone();
             async move {
                 let found = match s.get(&key).await {
@@ -393,7 +497,86 @@ impl BlobStore for S3BlobStore {
                 }
                 Ok(Some(Vec::from(bytes)))
             }
-        })?)
+        })
+    }
+}
+
+impl BlobStore for S3BlobStore {
+    fn put(&self, id: &BlobId, bytes: &[u8]) -> Result<(), BlobError> {
+        // Content-addressed: writing the same ID twice writes the same bytes, so no check
+        // first (a HEAD would cost a round trip on every blob). Write-behind: the upload
+        // runs in the background once it has a slot (at most `s3.concurrency` at once,
+        // which bounds the memory they hold), so one ingest's blobs go up in parallel;
+        // `flush_blobs` waits for them before the commit.
+        let earlier = self.pending_map().get(id).cloned();
+        if let Some(slot) = earlier {
+            // The same blob is already on its way (a duplicate): its outcome is ours,
+            // unless it failed, and then this is a new attempt.
+            if slot.wait().is_ok() {
+                return Ok(());
+            }
+        }
+        let permit = self.conn.run("put", {
+            let uploads = self.conn.uploads.clone();
+            async move {
+                uploads
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| S3Error::RuntimeGone { op: "put" })
+            }
+        })?;
+        let key = self.key(id);
+        let payload = PutPayload::from(bytes.to_vec());
+        let upload = self.call_fut("put", id, move |s| {
+            let key = key.clone();
+            let payload = payload.clone();
+            async move {
+                s.put(&key, payload).await?;
+                Ok(())
+            }
+        });
+        let slot = Arc::new(PutSlot::default());
+        self.pending_map().insert(*id, slot.clone());
+        self.conn.handle.spawn(async move {
+            let r = upload.await.map_err(|e| e.to_string());
+            drop(permit);
+            slot.set(r);
+        });
+        Ok(())
+    }
+
+    fn flush_blobs(&self, ids: &[BlobId]) -> Result<(), BlobError> {
+        self.wait_uploads(Some(ids))
+    }
+
+    fn get(&self, id: &BlobId) -> Result<Option<Vec<u8>>, BlobError> {
+        self.settle(id)?;
+        Ok(self.conn.run("get", self.get_fut(id))?)
+    }
+
+    fn get_many(&self, ids: &[BlobId]) -> Vec<Result<Option<Vec<u8>>, BlobError>> {
+        for id in ids {
+            if let Err(e) = self.settle(id) {
+                return ids
+                    .iter()
+                    .map(|_| Err(BlobError::Backend(e.to_string())))
+                    .collect();
+            }
+        }
+        // In parallel, each request taking a permit of the connection's semaphore.
+        let futs: Vec<_> = ids.iter().map(|id| self.get_fut(id)).collect();
+        match self.conn.run(
+            "get",
+            async move { Ok(futures::future::join_all(futs).await) },
+        ) {
+            Ok(v) => v.into_iter().map(|r| r.map_err(BlobError::from)).collect(),
+            Err(e) => {
+                let e = e.to_string();
+                ids.iter()
+                    .map(|_| Err(BlobError::Backend(e.clone())))
+                    .collect()
+            }
+        }
     }
 
     fn get_range(
@@ -401,6 +584,7 @@ impl BlobStore for S3BlobStore {
         id: &BlobId,
         range: std::ops::Range<u64>,
     ) -> Result<Option<Vec<u8>>, BlobError> {
+        self.settle(id)?;
         if range.is_empty() {
             return Ok(self.contains(id)?.then(Vec::new));
         }
@@ -432,6 +616,7 @@ impl BlobStore for S3BlobStore {
     }
 
     fn size(&self, id: &BlobId) -> Result<Option<u64>, BlobError> {
+        self.settle(id)?;
         let key = self.key(id);
         Ok(self.call("head", id, move |s| {
             let key = key.clone();
@@ -446,6 +631,8 @@ impl BlobStore for S3BlobStore {
     }
 
     fn delete(&self, id: &BlobId) -> Result<(), BlobError> {
+        // An upload in flight must not land after the delete (a failed one is forgotten).
+        let _ = self.wait_uploads(Some(std::slice::from_ref(id)));
         let key = self.key(id);
         self.call("delete", id, move |s| {
             let key = key.clone();
@@ -460,6 +647,8 @@ impl BlobStore for S3BlobStore {
     }
 
     fn list(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<BlobId, BlobError>> + '_> {
+        // A blob whose upload is in flight is listed once it is there.
+        self.settle_all();
         Box::new(S3List {
             store: self,
             prefix: hex::encode(prefix),
@@ -471,8 +660,28 @@ impl BlobStore for S3BlobStore {
 
     fn flush(&self) -> Result<(), BlobError> {
         // An acknowledged PUT is durable at the object store (Garage answers once a quorum
-        // of its nodes wrote it): nothing is buffered here.
-        Ok(())
+        // of its nodes wrote it): only the uploads still in flight are waited for.
+        self.wait_uploads(None)
+    }
+
+    fn list_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&BlobId>,
+        limit: usize,
+    ) -> Result<Vec<BlobId>, BlobError> {
+        self.settle_all();
+        let prefix_hex = hex::encode(prefix);
+        let list = S3List {
+            store: self,
+            after: after
+                .map(hex::encode)
+                .filter(|a| a.as_str() >= prefix_hex.as_str()),
+            prefix: prefix_hex,
+            batch: Vec::new().into_iter(),
+            done: false,
+        };
+        list.take(limit).collect()
     }
 
     fn outside_log(&self, _len: usize) -> bool {
@@ -482,6 +691,10 @@ impl BlobStore for S3BlobStore {
 
     fn on_local_disk(&self) -> bool {
         false
+    }
+
+    fn read_ahead(&self) -> usize {
+        self.conn.concurrency
     }
 }
 
