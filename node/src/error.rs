@@ -45,6 +45,8 @@ pub enum Error {
     KeyManagement(#[from] crate::key_management::KeyManagementError),
     #[error(transparent)]
     Hold(#[from] crate::hold::HoldError),
+    #[error(transparent)]
+    Transfer(#[from] crate::transfer::TransferError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("I/O error on {path}: {source}")]
@@ -118,6 +120,7 @@ impl From<Error> for tonic::Status {
                     H::Damaged(..) => Status::data_loss(msg),
                 }
             }
+            Error::Transfer(_) => Status::invalid_argument(msg),
             // Their modules say which code fits each of their variants.
             Error::Witness(w) => Status::new(w.code(), msg),
             Error::KeyManagement(k) => {
