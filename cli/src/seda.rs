@@ -724,7 +724,7 @@ pub async fn export(
         Sink::Zip(mut z, _) => {
             z.start_file("manifest.xml", zip_options())?;
             z.write_all(xml.as_bytes())?;
-            let f = z.finish()?;
+            let f = (*z).finish()?;
             f.sync_all()?;
         }
     }

@@ -374,8 +374,8 @@ fn is_date(d: &str) -> bool {
 /// month stands for its first day (`start`) or its last day.
 fn date_of(value: &str, what: &str, start: bool) -> Result<String, SedaError> {
     let v = value.trim();
-    if v.len() >= 10 && is_date(&v[..10.min(v.len())]) {
-        return Ok(v[..10].to_string());
+    if let Some(head) = v.get(..10).filter(|h| is_date(h)) {
+        return Ok(head.to_string());
     }
     let bad = || SedaError::Invalid(format!("{what}: {v:?} is not a date Archipel can read"));
     if v.len() == 4 && v.bytes().all(|b| b.is_ascii_digit()) {
