@@ -516,7 +516,6 @@ pub async fn ingest(
             }
         }
     }
-    let ids: Vec<String> = created.iter().map(|(_, r)| r.clone()).collect();
     let accepted = failure.is_none();
     let comment = if accepted {
         format!(
@@ -615,7 +614,7 @@ async fn finish(
 /// Where exported files go: a directory, or a zip being written.
 enum Sink {
     Dir(PathBuf),
-    Zip(Box<zip::ZipWriter<std::fs::File>>, PathBuf),
+    Zip(Box<zip::ZipWriter<std::fs::File>>),
 }
 
 /// `archipel export ID... --seda OUT` (OUT a directory, or OUT.zip).
@@ -652,7 +651,7 @@ pub async fn export(
     let mut sink = if is_zip {
         let f = std::fs::File::create(&partial)
             .with_context(|| format!("cannot create {}", partial.display()))?;
-        Sink::Zip(Box::new(zip::ZipWriter::new(f)), partial.clone())
+        Sink::Zip(Box::new(zip::ZipWriter::new(f)))
     } else {
         std::fs::create_dir_all(partial.join("content"))
             .with_context(|| format!("cannot create {}", partial.display()))?;
@@ -721,7 +720,7 @@ pub async fn export(
         Sink::Dir(dir) => {
             std::fs::write(dir.join("manifest.xml"), &xml)?;
         }
-        Sink::Zip(mut z, _) => {
+        Sink::Zip(mut z) => {
             z.start_file("manifest.xml", zip_options())?;
             z.write_all(xml.as_bytes())?;
             let f = (*z).finish()?;
@@ -792,7 +791,7 @@ async fn fetch_into(
                 std::fs::File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
             ))
         }
-        Sink::Zip(z, _) => {
+        Sink::Zip(z) => {
             z.start_file(uri, zip_options())?;
             Box::new(z.as_mut())
         }
