@@ -119,7 +119,12 @@ enum Command {
         records: Vec<String>,
         #[arg(long)]
         all: bool,
-        #[arg(long, value_name = "OUT", required_unless_present = "seda", conflicts_with = "seda")]
+        #[arg(
+            long,
+            value_name = "OUT",
+            required_unless_present = "seda",
+            conflicts_with = "seda"
+        )]
         bag: Option<PathBuf>,
         /// Write the records as one SEDA 2.2 ArchiveTransfer (SHA-512 digests): OUT a
         /// directory (manifest.xml and content/), or OUT.zip.

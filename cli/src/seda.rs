@@ -186,8 +186,8 @@ fn open_input(path: &Path) -> anyhow::Result<Input> {
             _extracted: None,
         });
     }
-    let f = std::fs::File::open(path)
-        .map_err(|e| InvalidInput(format!("{}: {e}", path.display())))?;
+    let f =
+        std::fs::File::open(path).map_err(|e| InvalidInput(format!("{}: {e}", path.display())))?;
     let mut zip = zip::ZipArchive::new(f)
         .map_err(|e| InvalidInput(format!("{}: not a readable zip: {e}", path.display())))?;
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
@@ -389,7 +389,10 @@ pub async fn ingest(
             match digest(&p, o.algorithm) {
                 Err(e) => reasons.push(reason(
                     "MISSING_FILE",
-                    format!("BinaryDataObject {}: file {} cannot be read: {e}", o.id, o.uri),
+                    format!(
+                        "BinaryDataObject {}: file {} cannot be read: {e}",
+                        o.id, o.uri
+                    ),
                 )),
                 Ok((d, n)) => {
                     if d != o.digest {
@@ -436,7 +439,9 @@ pub async fn ingest(
     let Some(t) = transfer.filter(|_| reasons.is_empty()) else {
         let n = reasons.len();
         let xml = seda::write_reply(
-            &header(format!("Transfer refused: {n} reason(s); nothing was archived.")),
+            &header(format!(
+                "Transfer refused: {n} reason(s); nothing was archived."
+            )),
             &request_id,
             false,
             &reasons,
@@ -518,10 +523,7 @@ pub async fn ingest(
     }
     let accepted = failure.is_none();
     let comment = if accepted {
-        format!(
-            "Transfer accepted: {} record(s) archived.",
-            created.len()
-        )
+        format!("Transfer accepted: {} record(s) archived.", created.len())
     } else {
         format!(
             "Transfer refused at unit {} of {}; the {} record(s) listed as archived stay in the archive.",
@@ -550,11 +552,7 @@ pub async fn ingest(
 /// A unique enough message identifier: time and process.
 fn ulid_like() -> String {
     let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{}-{}",
-        t.unix_timestamp_nanos(),
-        std::process::id()
-    )
+    format!("{}-{}", t.unix_timestamp_nanos(), std::process::id())
 }
 
 /// Writes the reply, logs it at the node, reports.
@@ -638,7 +636,9 @@ pub async fn export(
             .into_inner(),
         );
     }
-    let is_zip = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+    let is_zip = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
     // Built under a temporary name, renamed when complete.
     let mut partial = out.as_os_str().to_os_string();
     partial.push(".partial");
@@ -788,7 +788,8 @@ async fn fetch_into(
                 std::fs::create_dir_all(parent)?;
             }
             Box::new(std::io::BufWriter::new(
-                std::fs::File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
+                std::fs::File::create(&p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
             ))
         }
         Sink::Zip(z) => {

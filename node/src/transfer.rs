@@ -60,9 +60,10 @@ impl Archive {
             events.push(self.log.event("transfer", id, "admin", outcome, detail)?);
         }
         if record_ids.is_empty() {
-            events.push(self
-                .log
-                .event("transfer", "node", "admin", Outcome::Failure, detail)?);
+            events.push(
+                self.log
+                    .event("transfer", "node", "admin", Outcome::Failure, detail)?,
+            );
         }
         self.store.append_events(&events).await?;
         u32::try_from(events.len()).map_err(|_| TransferError::Records.into())

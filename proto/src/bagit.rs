@@ -121,12 +121,18 @@ mod tests {
     #[test]
     fn info_continuation_and_errors() {
         let v = parse_info("A: 1\n  more\nB:2\n", "x").expect("parses");
-        assert_eq!(v, vec![("A".into(), "1 more".into()), ("B".into(), "2".into())]);
+        assert_eq!(
+            v,
+            vec![("A".into(), "1 more".into()), ("B".into(), "2".into())]
+        );
         assert!(matches!(
             parse_info(" lead\n", "x"),
             Err(BagitError::Continuation { .. })
         ));
-        assert!(matches!(parse_info("nolabel\n", "x"), Err(BagitError::NotLabel { .. })));
+        assert!(matches!(
+            parse_info("nolabel\n", "x"),
+            Err(BagitError::NotLabel { .. })
+        ));
     }
 
     #[test]
@@ -134,7 +140,10 @@ mod tests {
         let v = parse_manifest("AB  ./data/a%25b\n", "m").expect("parses");
         assert_eq!(v, vec![("data/a%b".into(), "ab".into())]);
         for bad in ["x ../etc", "x /abs", "x data//a", "x data\\a"] {
-            assert!(matches!(parse_manifest(bad, "m"), Err(BagitError::BadPath { .. })), "{bad}");
+            assert!(
+                matches!(parse_manifest(bad, "m"), Err(BagitError::BadPath { .. })),
+                "{bad}"
+            );
         }
         assert!(matches!(
             parse_manifest("a data/x\nb data/x\n", "m"),

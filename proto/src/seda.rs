@@ -488,7 +488,9 @@ impl Walk<'_> {
             )));
         }
         if !self.seen.insert(id.clone()) {
-            return Err(SedaError::Invalid(format!("ArchiveUnit id {id:?} is used twice")));
+            return Err(SedaError::Invalid(format!(
+                "ArchiveUnit id {id:?} is used twice"
+            )));
         }
         let inherited = management(&id, u.child("Management"), parent)?;
         let mut objects = Vec::new();
@@ -579,7 +581,10 @@ fn content(
     })
 }
 
-fn binary_object(o: &Element, group: Option<&str>) -> Result<(BinaryObject, Option<String>), SedaError> {
+fn binary_object(
+    o: &Element,
+    group: Option<&str>,
+) -> Result<(BinaryObject, Option<String>), SedaError> {
     let id = o
         .attr("id")
         .ok_or_else(|| SedaError::Missing("BinaryDataObject: id".into()))?
@@ -734,7 +739,11 @@ pub fn parse_transfer(xml: &str) -> Result<Transfer, SedaError> {
         seen: BTreeSet::new(),
     };
     // Rules of the whole package (ManagementMetadata) are inherited by every unit.
-    let top = management("(package)", package.child("ManagementMetadata"), &Inherited::default())?;
+    let top = management(
+        "(package)",
+        package.child("ManagementMetadata"),
+        &Inherited::default(),
+    )?;
     for u in dm.all("ArchiveUnit") {
         walk.unit(u, &top)?;
     }
@@ -807,7 +816,11 @@ pub fn escape(s: &str) -> String {
 /// A token value (identifiers): whitespace collapsed, never empty.
 fn token(s: &str) -> String {
     let t = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if t.is_empty() { "-".to_string() } else { escape(&t) }
+    if t.is_empty() {
+        "-".to_string()
+    } else {
+        escape(&t)
+    }
 }
 
 fn is_language(s: &str) -> bool {
@@ -926,12 +939,17 @@ pub fn write_transfer(h: &Header, objects: &[ObjectOut], units: &[UnitOut]) -> S
 fn write_unit(x: &mut String, u: &UnitOut) {
     let _ = writeln!(x, "      <ArchiveUnit id=\"{}\">", escape(&u.id));
     let access = access_rule_of_category(&u.communicability);
-    let appraisal = u.dua_years.is_some() && matches!(u.final_disposition.as_str(), "C" | "D" | "T");
+    let appraisal =
+        u.dua_years.is_some() && matches!(u.final_disposition.as_str(), "C" | "D" | "T");
     if access.is_some() || appraisal {
         let _ = writeln!(x, "        <Management>");
         if let (true, Some(y)) = (appraisal, u.dua_years) {
             // SEDA has no "T" (trier): it is kept, the archivist decides what is sampled.
-            let action = if u.final_disposition == "D" { "Destroy" } else { "Keep" };
+            let action = if u.final_disposition == "D" {
+                "Destroy"
+            } else {
+                "Keep"
+            };
             let _ = writeln!(
                 x,
                 "          <AppraisalRule><Rule>P{y}Y</Rule><FinalAction>{action}</FinalAction></AppraisalRule>"
@@ -1031,13 +1049,25 @@ pub fn write_reply(
         token(&h.message_identifier)
     );
     let _ = writeln!(x, "  <CodeListVersions/>");
-    let _ = writeln!(x, "  <ReplyCode>{}</ReplyCode>", if accepted { "OK" } else { "KO" });
+    let _ = writeln!(
+        x,
+        "  <ReplyCode>{}</ReplyCode>",
+        if accepted { "OK" } else { "KO" }
+    );
     if !events.is_empty() {
         let _ = writeln!(x, "  <Operation>");
         for e in events {
             let _ = writeln!(x, "    <Event>");
-            let _ = writeln!(x, "      <EventTypeCode>{}</EventTypeCode>", token(&e.type_code));
-            let _ = writeln!(x, "      <EventDateTime>{}</EventDateTime>", escape(&h.date));
+            let _ = writeln!(
+                x,
+                "      <EventTypeCode>{}</EventTypeCode>",
+                token(&e.type_code)
+            );
+            let _ = writeln!(
+                x,
+                "      <EventDateTime>{}</EventDateTime>",
+                escape(&h.date)
+            );
             let _ = writeln!(x, "      <EventDetail>{}</EventDetail>", escape(&e.detail));
             let _ = writeln!(x, "      <Outcome>{}</Outcome>", token(&e.outcome));
             let _ = writeln!(x, "    </Event>");
@@ -1135,7 +1165,10 @@ mod tests {
         let r = &t.units[0];
         assert_eq!(r.title, "Délibérations <1998> & co");
         assert_eq!(r.producer, "Secrétariat général");
-        assert_eq!((r.date_from.as_str(), r.date_to.as_str()), ("1998-01-01", "1998-12-31"));
+        assert_eq!(
+            (r.date_from.as_str(), r.date_to.as_str()),
+            ("1998-01-01", "1998-12-31")
+        );
         assert_eq!(r.keywords, vec!["budget", "voirie"]);
         assert_eq!(
             r.appraisal,

@@ -220,7 +220,10 @@ fn refused(node: &TestNode, input: &Path, reply: &Path) -> (String, String) {
     );
     let ev = transfer_events(node);
     assert_eq!(ev.len(), before + 1, "{ev:?}");
-    assert_eq!(ev.last().unwrap(), &("node".to_string(), "failure".to_string()));
+    assert_eq!(
+        ev.last().unwrap(),
+        &("node".to_string(), "failure".to_string())
+    );
     assert_eq!(record_count(node), 0, "a refused transfer archives nothing");
     (err, text)
 }
@@ -235,7 +238,11 @@ fn a_valid_transfer_is_archived_acknowledged_and_logged() {
     let v = node.cli_json(&["ingest", "--seda", p(&xml)]);
     assert_eq!(v["accepted"], true, "{v}");
     let reply = PathBuf::from(v["reply"].as_str().unwrap());
-    assert_eq!(reply, src.join("transfer.reply.xml"), "default: next to the input");
+    assert_eq!(
+        reply,
+        src.join("transfer.reply.xml"),
+        "default: next to the input"
+    );
     assert_valid(&reply);
     let text = std::fs::read_to_string(&reply).unwrap();
     assert!(text.contains("<ReplyCode>OK</ReplyCode>"), "{text}");
@@ -304,8 +311,17 @@ fn a_valid_transfer_is_archived_acknowledged_and_logged() {
     // Text mode prints each record and the reply's path.
     let src2 = dir.path().join("versement2");
     let xml2 = write_transfer(&src2, None);
-    let out = node.cli_ok(&["ingest", "--seda", p(&xml2), "--reply", p(&dir.path().join("r.xml"))]);
-    assert!(out.contains(&format!("reply: {}", p(&dir.path().join("r.xml")))), "{out}");
+    let out = node.cli_ok(&[
+        "ingest",
+        "--seda",
+        p(&xml2),
+        "--reply",
+        p(&dir.path().join("r.xml")),
+    ]);
+    assert!(
+        out.contains(&format!("reply: {}", p(&dir.path().join("r.xml")))),
+        "{out}"
+    );
     assert_eq!(out.lines().count(), 3, "{out}");
 }
 
@@ -350,18 +366,22 @@ fn schema_invalid_transfer_is_refused_with_a_reply() {
     let src = dir.path().join("versement");
     let xml = write_transfer(&src, None);
     // MessageIdentifier is required by the schema; an unknown element is not allowed.
-    let text = std::fs::read_to_string(&xml)
-        .unwrap()
-        .replace(
-            "<MessageIdentifier>VERS-2024-001</MessageIdentifier>",
-            "<Surprise>1</Surprise>",
-        );
+    let text = std::fs::read_to_string(&xml).unwrap().replace(
+        "<MessageIdentifier>VERS-2024-001</MessageIdentifier>",
+        "<Surprise>1</Surprise>",
+    );
     std::fs::write(&xml, text).unwrap();
     assert!(!xmllint(&xml).is_empty());
     let (err, reply) = refused(&node, &xml, &dir.path().join("reply.xml"));
     assert!(err.contains("SCHEMA"), "{err}");
-    assert!(reply.contains("<EventTypeCode>SCHEMA</EventTypeCode>"), "{reply}");
-    assert!(reply.contains("Surprise"), "the reason names the element: {reply}");
+    assert!(
+        reply.contains("<EventTypeCode>SCHEMA</EventTypeCode>"),
+        "{reply}"
+    );
+    assert!(
+        reply.contains("Surprise"),
+        "the reason names the element: {reply}"
+    );
 
     // Not XML at all.
     std::fs::write(&xml, "this is not a SEDA message").unwrap();
@@ -377,7 +397,10 @@ fn digest_mismatch_and_missing_file_are_refused_naming_the_object() {
     let xml = write_transfer(&src, Some(&"ab".repeat(64)));
     let (err, reply) = refused(&node, &xml, &dir.path().join("digest.reply.xml"));
     assert!(err.contains("BinaryDataObject BDO1"), "{err}");
-    assert!(reply.contains("<EventTypeCode>DIGEST</EventTypeCode>"), "{reply}");
+    assert!(
+        reply.contains("<EventTypeCode>DIGEST</EventTypeCode>"),
+        "{reply}"
+    );
     assert!(reply.contains("BDO1"), "{reply}");
 
     // Right digests, one file gone.
@@ -386,7 +409,10 @@ fn digest_mismatch_and_missing_file_are_refused_naming_the_object() {
     std::fs::remove_file(src.join("content/registre.pdf")).unwrap();
     let (err, reply) = refused(&node, &xml, &dir.path().join("missing.reply.xml"));
     assert!(err.contains("BDO3"), "{err}");
-    assert!(reply.contains("<EventTypeCode>MISSING_FILE</EventTypeCode>"), "{reply}");
+    assert!(
+        reply.contains("<EventTypeCode>MISSING_FILE</EventTypeCode>"),
+        "{reply}"
+    );
     assert!(reply.contains("content/registre.pdf"), "{reply}");
 
     // A file changed after being listed: the size check catches it too.
@@ -399,9 +425,10 @@ fn digest_mismatch_and_missing_file_are_refused_naming_the_object() {
     // A Uri that leaves the transfer is an unsupported structure, not a file read.
     let src = dir.path().join("versement4");
     let xml = write_transfer(&src, None);
-    let text = std::fs::read_to_string(&xml)
-        .unwrap()
-        .replace("<Uri>content/annexe.csv</Uri>", "<Uri>../../etc/passwd</Uri>");
+    let text = std::fs::read_to_string(&xml).unwrap().replace(
+        "<Uri>content/annexe.csv</Uri>",
+        "<Uri>../../etc/passwd</Uri>",
+    );
     std::fs::write(&xml, text).unwrap();
     let (err, _) = refused(&node, &xml, &dir.path().join("escape.reply.xml"));
     assert!(err.contains("UNSUPPORTED") && err.contains("BDO2"), "{err}");
@@ -492,7 +519,10 @@ fn export_validates_and_re_ingests_with_the_same_metadata() {
                 node.cli_json(&["show", orig]),
                 node.cli_json(&["show", again.as_str().unwrap()]),
             );
-            assert_eq!(x["metadata"], y["metadata"], "metadata of {orig} after a round trip");
+            assert_eq!(
+                x["metadata"], y["metadata"],
+                "metadata of {orig} after a round trip"
+            );
             let files = |v: &Value| {
                 let mut f: Vec<(String, String)> = v["files"]
                     .as_array()

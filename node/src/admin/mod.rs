@@ -410,7 +410,11 @@ impl ArchiveApi for AdminService {
             .archive
             .transfer_log(&req.record_ids, req.accepted, &req.reply)
             .await?;
-        tracing::info!(records = req.record_ids.len(), accepted = req.accepted, "SEDA transfer reply logged");
+        tracing::info!(
+            records = req.record_ids.len(),
+            accepted = req.accepted,
+            "SEDA transfer reply logged"
+        );
         Ok(Response::new(pb::TransferLogResponse { events }))
     }
 
