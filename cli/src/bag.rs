@@ -133,20 +133,7 @@ pub struct Bag {
     pub unchecked: Vec<String>,
 }
 
-/// RFC 8493 section 2.1.3: CR, LF and % are percent-encoded in manifest paths.
-fn decode_path(p: &str) -> String {
-    p.replace("%0A", "\n")
-        .replace("%0a", "\n")
-        .replace("%0D", "\r")
-        .replace("%0d", "\r")
-        .replace("%25", "%")
-}
-
-fn encode_path(p: &str) -> String {
-    p.replace('%', "%25")
-        .replace('\n', "%0A")
-        .replace('\r', "%0D")
-}
+use archipel_proto::bagit::encode_path;
 
 fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
@@ -155,68 +142,14 @@ fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
     Ok(text.strip_prefix('\u{feff}').unwrap_or(&text).to_string())
 }
 
-/// `Label: value` lines, a value continued on lines that start with blanks.
+/// `Label: value` lines (the parser is `archipel_proto::bagit`, fuzzed).
 pub fn parse_info(text: &str, what: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            match out.last_mut() {
-                Some((_, v)) => {
-                    v.push(' ');
-                    v.push_str(line.trim());
-                }
-                None => {
-                    return Err(invalid(format!(
-                        "{what} line {}: a continuation line with no label before it",
-                        i + 1
-                    )));
-                }
-            }
-            continue;
-        }
-        let (label, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid(format!("{what} line {}: expected \"Label: value\"", i + 1)))?;
-        out.push((label.trim().to_string(), value.trim().to_string()));
-    }
-    Ok(out)
+    archipel_proto::bagit::parse_info(text, what).map_err(|e| invalid(e.to_string()))
 }
 
 /// `digest path` lines of a manifest, as (bag path, digest).
 fn parse_manifest(text: &str, what: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (digest, path) = line
-            .split_once([' ', '\t'])
-            .ok_or_else(|| invalid(format!("{what} line {}: expected \"DIGEST PATH\"", i + 1)))?;
-        let path = decode_path(path.trim_start_matches([' ', '\t']));
-        let path = path.strip_prefix("./").unwrap_or(&path).to_string();
-        if path.starts_with('/')
-            || path
-                .split('/')
-                .any(|c| c == ".." || c == "." || c.is_empty())
-            || path.contains('\\')
-        {
-            return Err(invalid(format!(
-                "{what} line {}: {path:?} is not a relative path inside the bag",
-                i + 1
-            )));
-        }
-        if !seen.insert(path.clone()) {
-            return Err(invalid(format!("{what}: {path:?} is listed twice")));
-        }
-        out.push((path, digest.to_ascii_lowercase()));
-    }
-    Ok(out)
+    archipel_proto::bagit::parse_manifest(text, what).map_err(|e| invalid(e.to_string()))
 }
 
 /// Every regular file under `dir`, as paths relative to `base`; anything else is refused.

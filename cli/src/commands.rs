@@ -80,9 +80,15 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
         Command::Ingest {
             files,
             bag,
+            seda,
+            reply,
             metadata: file,
             meta,
         } => {
+            if let Some(path) = seda {
+                crate::seda::refuse_metadata_flags(&meta, file.is_some())?;
+                return crate::seda::ingest(&node, json_out, path, reply).await;
+            }
             let file_meta = file
                 .as_deref()
                 .map(metadata::load_file)
@@ -123,11 +129,25 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
                 }
             }
         }
-        Command::Export { records, all, bag } => {
+        Command::Export {
+            records,
+            all,
+            bag,
+            seda,
+        } => {
             if all != records.is_empty() {
                 bail!(InvalidInput("give record IDs or --all (not both)".into()));
             }
-            crate::bag::export(&node, json_out, records, all, bag).await
+            match (bag, seda) {
+                (Some(bag), None) => crate::bag::export(&node, json_out, records, all, bag).await,
+                (None, Some(out)) if !all => {
+                    crate::seda::export(&node, json_out, records, out).await
+                }
+                (None, Some(_)) => bail!(InvalidInput(
+                    "--seda exports the records named (IDs); --all is for --bag".into()
+                )),
+                _ => bail!(InvalidInput("give --bag OUT or --seda OUT".into())),
+            }
         }
         Command::Get {
             record,
@@ -274,12 +294,13 @@ pub struct Source {
     pub expect: std::collections::BTreeMap<crate::bag::Alg, String>,
 }
 
-async fn ingest(
+/// Sends one record (metadata, then each file, re-checking `expect` digests while sending)
+/// and commits it; nothing is printed.
+pub async fn send_record(
     node: &str,
-    json_out: bool,
     files: Vec<Source>,
     meta: pb::RecordMetadata,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<pb::IngestResponse> {
     if meta.title.trim().is_empty() {
         return Err(InvalidInput(
             "title: is required (--title, title in --metadata, or DC-Title in bag-info.txt)".into(),
@@ -363,7 +384,16 @@ async fn ingest(
     bar.finish_and_clear();
     // A local read error explains a refused stream better than the node can.
     reader.await??;
-    let r = answer?.into_inner();
+    Ok(answer?.into_inner())
+}
+
+async fn ingest(
+    node: &str,
+    json_out: bool,
+    files: Vec<Source>,
+    meta: pb::RecordMetadata,
+) -> anyhow::Result<ExitCode> {
+    let r = send_record(node, files, meta).await?;
     if json_out {
         println!(
             "{}",

@@ -14,6 +14,7 @@ mod metadata;
 mod output;
 mod peer;
 mod premis;
+mod seda;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -55,12 +56,20 @@ pub struct Cli {
 enum Command {
     /// Archive one or more files as one record.
     Ingest {
-        #[arg(required_unless_present = "bag", conflicts_with = "bag")]
+        #[arg(required_unless_present_any = ["bag", "seda"], conflicts_with_all = ["bag", "seda"])]
         files: Vec<PathBuf>,
         /// A BagIt bag (RFC 8493) to archive as one record, checked completely first;
         /// bag-info.txt gives the metadata that flags and --metadata do not.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "seda")]
         bag: Option<PathBuf>,
+        /// A SEDA 2.2 ArchiveTransfer (the XML next to its files, or a zip holding both):
+        /// validated against the schema, every digest checked, one record per ArchiveUnit;
+        /// answered with an ArchiveTransferReply, logged by the node.
+        #[arg(long, value_name = "TRANSFER.xml|TRANSFER.zip")]
+        seda: Option<PathBuf>,
+        /// Where to write the ArchiveTransferReply (default: next to the input, NAME.reply.xml).
+        #[arg(long, value_name = "OUT.xml", requires = "seda")]
+        reply: Option<PathBuf>,
         /// Metadata from a TOML or JSON file (flags override it).
         #[arg(long)]
         metadata: Option<PathBuf>,
@@ -112,8 +121,17 @@ enum Command {
         records: Vec<String>,
         #[arg(long)]
         all: bool,
-        #[arg(long, value_name = "OUT", required = true)]
-        bag: PathBuf,
+        #[arg(
+            long,
+            value_name = "OUT",
+            required_unless_present = "seda",
+            conflicts_with = "seda"
+        )]
+        bag: Option<PathBuf>,
+        /// Write the records as one SEDA 2.2 ArchiveTransfer (SHA-512 digests): OUT a
+        /// directory (manifest.xml and content/), or OUT.zip.
+        #[arg(long, value_name = "OUT")]
+        seda: Option<PathBuf>,
     },
     /// Show a record's metadata, files and digests.
     Show { record: String },

@@ -47,6 +47,8 @@ pub enum Error {
     Hold(#[from] crate::hold::HoldError),
     #[error(transparent)]
     Elimination(#[from] crate::elimination::EliminationError),
+    #[error(transparent)]
+    Transfer(#[from] crate::transfer::TransferError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("I/O error on {path}: {source}")]
@@ -130,6 +132,7 @@ impl From<Error> for tonic::Status {
                     E::Damaged(..) => Status::data_loss(msg),
                 }
             }
+            Error::Transfer(_) => Status::invalid_argument(msg),
             // Their modules say which code fits each of their variants.
             Error::Witness(w) => Status::new(w.code(), msg),
             Error::KeyManagement(k) => {

@@ -24,6 +24,7 @@ pub mod node;
 pub mod read;
 pub mod record;
 pub mod store;
+pub mod transfer;
 pub mod worker;
 
 pub use archive::{Archive, ListFilter};

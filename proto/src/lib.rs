@@ -2,6 +2,7 @@
 //!
 //! This crate does no I/O, so the CLI, the node, tests and fuzz targets can all use it.
 
+pub mod bagit;
 pub mod canonical;
 pub mod checkpoint;
 pub mod custody;
@@ -9,6 +10,7 @@ pub mod event;
 pub mod manifest;
 pub mod note;
 pub mod rfc6962;
+pub mod seda;
 pub mod tlog_proof;
 pub mod tombstone;
 pub mod witness;

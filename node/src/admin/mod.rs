@@ -428,6 +428,23 @@ impl ArchiveApi for AdminService {
         Ok(Response::new(pb::HoldListResponse { holds }))
     }
 
+    async fn transfer_log(
+        &self,
+        request: Request<pb::TransferLogRequest>,
+    ) -> Result<Response<pb::TransferLogResponse>, Status> {
+        let req = request.into_inner();
+        let events = self
+            .archive
+            .transfer_log(&req.record_ids, req.accepted, &req.reply)
+            .await?;
+        tracing::info!(
+            records = req.record_ids.len(),
+            accepted = req.accepted,
+            "SEDA transfer reply logged"
+        );
+        Ok(Response::new(pb::TransferLogResponse { events }))
+    }
+
     async fn log_key_export(
         &self,
         _request: Request<LogKeyExportRequest>,
