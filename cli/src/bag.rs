@@ -823,6 +823,34 @@ pub async fn export(
             &premis::document(&info.log_origin, &["node".to_string()], &whole),
         )?;
         write_atomic(&out.join("log/checkpoint.txt"), &cp.checkpoint)?;
+        // Lawful eliminations: the signed tombstones (with their visas) and each peer's
+        // signed deletion receipt, one JSON document a line; the log's `deletion` events
+        // commit to these texts.
+        let eliminations = c
+            .eliminations(ShowRequest {
+                record_id: String::new(),
+            })
+            .await?
+            .into_inner()
+            .eliminations;
+        let mut lines = String::new();
+        for e in &eliminations {
+            let receipts: Vec<serde_json::Value> = e
+                .holders
+                .iter()
+                .map(|h| json!({"node_id": h.node_id, "state": h.state, "quarantined_until": h.quarantined_until, "receipt": h.receipt}))
+                .collect();
+            lines.push_str(&serde_json::to_string(&json!({
+                "record": e.record_id,
+                "visa": e.visa,
+                "time": e.time,
+                "tombstone": e.tombstone,
+                "signature": e.signature,
+                "holders": receipts,
+            }))?);
+            lines.push('\n');
+        }
+        write_atomic(&out.join("log/eliminations.jsonl"), &lines)?;
         let inventory = json!({
             "node_id": info.node_id,
             "territory": info.territory,
@@ -831,6 +859,7 @@ pub async fn export(
             "log_size": cp.size,
             "exported_at": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
             "records": wanted.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            "eliminated_records": eliminations.iter().map(|e| e.record_id.clone()).collect::<Vec<_>>(),
         });
         write_atomic(
             &out.join("archipel-export.json"),
