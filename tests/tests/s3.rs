@@ -74,6 +74,8 @@ fn a_three_node_garage_with_three_copies_conforms() {
     let bytes = vec![42u8; 2_000_000];
     let id = *blake3::hash(&bytes).as_bytes();
     a.put(&id, &bytes).expect("S3 test step");
+    // Uploads are write-behind: the blob is at the store once flushed (as before a commit).
+    a.flush().expect("S3 test step");
     assert_eq!(
         b.get(&id).expect("S3 test step").expect("S3 test step"),
         bytes
