@@ -24,14 +24,14 @@ use std::sync::Arc;
 /// Records released per request.
 const BATCH: usize = 500;
 
-fn key(a: &str, b: &str) -> Vec<u8> {
+pub(super) fn key(a: &str, b: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(a.len() + b.len());
     k.extend_from_slice(a.as_bytes());
     k.extend_from_slice(b.as_bytes());
     k
 }
 
-fn storage(e: impl std::fmt::Display) -> FederationError {
+pub(super) fn storage(e: impl std::fmt::Display) -> FederationError {
     FederationError::Storage(e.to_string())
 }
 

@@ -39,16 +39,8 @@ use std::sync::Arc;
 /// Tombstones per request.
 const BATCH: usize = 500;
 
-fn key(origin: &str, record_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(origin.len() + record_id.len());
-    k.extend_from_slice(origin.as_bytes());
-    k.extend_from_slice(record_id.as_bytes());
-    k
-}
-
-fn storage(e: impl std::fmt::Display) -> FederationError {
-    FederationError::Storage(e.to_string())
-}
+/// Key of a held tombstone: origin ‖ record, as for released keys.
+use super::release::{key, storage};
 
 fn tree(archive: &Archive) -> Result<sled::Tree, FederationError> {
     Ok(archive.store.db().open_tree("held_tombstones")?)
@@ -62,15 +54,6 @@ fn pending(archive: &Archive) -> Result<sled::Tree, FederationError> {
 
 fn quarantine_secs(archive: &Archive) -> i64 {
     i64::from(archive.config.federation.deletion_quarantine_days) * 86_400
-}
-
-/// Whether `origin` eliminated `record_id` (a copy of it is then refused).
-pub fn is_tombstoned(
-    archive: &Archive,
-    origin: &str,
-    record_id: &str,
-) -> Result<bool, FederationError> {
-    Ok(tree(archive)?.contains_key(key(origin, record_id))?)
 }
 
 fn answer_of(archive: &Archive, record_id: &str, held: &HeldTombstone) -> TombstoneAnswer {
