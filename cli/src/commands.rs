@@ -207,6 +207,7 @@ pub async fn run(node: String, json_out: bool, cmd: Command) -> anyhow::Result<E
         Command::Log(cmd) => crate::log::run(&node, json_out, cmd).await,
         Command::Hold(cmd) => crate::hold::run(&node, json_out, cmd).await,
         Command::Eliminate(args) => crate::eliminate::run(&node, json_out, args).await,
+        Command::Tombstones(cmd) => crate::tombstones::run(&node, json_out, cmd).await,
         Command::Peer(cmd) => crate::peer::run(&node, json_out, cmd).await,
         Command::Keys(cmd) => crate::keys::run(&node, json_out, cmd).await,
         Command::Federation => crate::federation::report(&node, json_out).await,
@@ -415,6 +416,19 @@ async fn ingest(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A `NAME.archipel-part` file, removed when dropped unless it was renamed to its final
+/// name: a failed read, or one cancelled because another file of the record failed, leaves
+/// nothing behind.
+struct PartFile(Option<PathBuf>);
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// Streams one file of a record to `dest`, through a temporary file renamed at the end, so
 /// that a failed or corrupt read never leaves wrong bytes under the final name.
 async fn fetch(
@@ -425,12 +439,12 @@ async fn fetch(
 ) -> anyhow::Result<u64> {
     let mut stream = client.get(req).await?.into_inner();
     let mut written = 0u64;
-    let tmp = dest.map(|d| {
+    let mut part = PartFile(dest.map(|d| {
         let mut name = d.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         name.push(".archipel-part");
         d.with_file_name(name)
-    });
-    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match &tmp {
+    }));
+    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match &part.0 {
         Some(t) => Box::new(
             tokio::fs::File::create(t)
                 .await
@@ -438,39 +452,29 @@ async fn fetch(
         ),
         None => Box::new(tokio::io::stdout()),
     };
-    let result: anyhow::Result<()> = async {
-        while let Some(msg) = stream.next().await {
-            match msg?.item {
-                Some(get_response::Item::File(f)) => bar.set_length(f.size),
-                Some(get_response::Item::Chunk(c)) => {
-                    out.write_all(&c).await?;
-                    written += c.len() as u64;
-                    bar.inc(c.len() as u64);
-                }
-                None => {}
+    while let Some(msg) = stream.next().await {
+        match msg?.item {
+            Some(get_response::Item::Chunk(c)) => {
+                out.write_all(&c).await?;
+                written += c.len() as u64;
+                bar.inc(c.len() as u64);
             }
+            Some(get_response::Item::File(_)) | None => {}
         }
-        out.flush().await?;
-        Ok(())
     }
-    .await;
+    out.flush().await?;
     drop(out);
-    match (result, tmp, dest) {
-        (Ok(()), Some(t), Some(d)) => {
-            tokio::fs::rename(&t, d)
-                .await
-                .with_context(|| format!("cannot rename to {}", d.display()))?;
-            Ok(written)
-        }
-        (Ok(()), _, _) => Ok(written),
-        (Err(e), t, _) => {
-            if let Some(t) = t {
-                let _ = tokio::fs::remove_file(t).await;
-            }
-            Err(e)
-        }
+    if let (Some(t), Some(d)) = (&part.0, dest) {
+        tokio::fs::rename(t, d)
+            .await
+            .with_context(|| format!("cannot rename to {}", d.display()))?;
+        part.0 = None;
     }
+    Ok(written)
 }
+
+/// How many files of one record `archipel get` reads at once.
+const PARALLEL_FILES: usize = 8;
 
 async fn get(
     node: &str,
@@ -502,7 +506,14 @@ async fn get(
             "--offset/--length need one file: add --file NAME".into()
         ));
     }
-    let total: u64 = wanted.iter().map(|f| f.size).sum();
+    // The bar counts the bytes asked for: a range of the one file, or every file whole.
+    let total: u64 = match wanted.as_slice() {
+        [f] if offset > 0 || length > 0 => {
+            let rest = f.size.saturating_sub(offset);
+            if length > 0 { length.min(rest) } else { rest }
+        }
+        _ => wanted.iter().map(|f| f.size).sum(),
+    };
     let bar = progress(total, "get");
     let mut written = Vec::new();
     if wanted.len() == 1 {
@@ -526,7 +537,11 @@ async fn get(
         tokio::fs::create_dir_all(&dir)
             .await
             .with_context(|| format!("cannot create directory {}", dir.display()))?;
-        for f in wanted {
+        // A record of many small files costs one request per file; several in flight over the
+        // one HTTP/2 connection keep an object-store backend busy (each file is at least one
+        // GET there), in the order of the manifest for the JSON report.
+        let fetches = wanted.into_iter().map(|f| {
+            let mut c = c.clone();
             let dest = dir.join(&f.name);
             let req = GetRequest {
                 record_id: record.clone(),
@@ -534,8 +549,15 @@ async fn get(
                 offset: 0,
                 length: 0,
             };
-            let n = fetch(&mut c, req, Some(&dest), &bar).await?;
-            written.push(json!({"name": f.name, "path": dest.display().to_string(), "bytes": n}));
+            let bar = &bar;
+            async move {
+                let n = fetch(&mut c, req, Some(&dest), bar).await?;
+                anyhow::Ok(json!({"name": f.name, "path": dest.display().to_string(), "bytes": n}))
+            }
+        });
+        let mut done = futures::StreamExt::buffered(futures::stream::iter(fetches), PARALLEL_FILES);
+        while let Some(one) = futures::StreamExt::next(&mut done).await {
+            written.push(one?);
         }
     }
     bar.finish_and_clear();

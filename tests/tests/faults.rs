@@ -819,6 +819,64 @@ fn missing_first_blob_is_detected_on_read_and_verify() {
     assert_damage_detected(&d);
 }
 
+/// `archipel get` reads a record's files several at a time: when one of them is damaged the
+/// command fails with the fixity code, the others in flight are cancelled, and what is left
+/// in the directory is only whole, correct files, never a partial one nor the damaged one.
+#[test]
+fn damaged_file_among_many_fails_the_parallel_get_and_leaves_no_partial_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut node = started(root);
+    let other = good_file(root);
+    node.ingest(&[&other], "Autre", &[]);
+    // 24 files of 1.5 MiB: more than are read at once.
+    let dir = root.join("pieces");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<PathBuf> = (0..24)
+        .map(|i| {
+            let f = dir.join(format!("piece-{i:02}.bin"));
+            random_file(&f, 3 * MIB / 2, 200 + i).unwrap();
+            f
+        })
+        .collect();
+    node.stop().unwrap();
+    let before = blob_ids(&node);
+    node.start().unwrap();
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let id = node.ingest(&refs, "Pièces", &[]);
+    node.stop().unwrap();
+    // Each file is one blob (ciphertext, so which file a blob belongs to is not visible
+    // here): damage one of the record's blobs.
+    let after = blob_ids(&node);
+    let new: Vec<&Vec<u8>> = after.difference(&before).collect();
+    assert_eq!(new.len(), 24, "one blob per file");
+    let blob = new[12].clone();
+    let blob_hex = hex::encode(&blob);
+    alter_blob(&node, &blob, false);
+    node.start().unwrap();
+
+    let out_dir = root.join("lus");
+    let out = node.cli(&["get", &id, "-o", p(&out_dir)]);
+    let e = expect_code(&out, 6, "get of a record with one damaged file");
+    assert!(e.contains(&blob_hex), "names the blob {blob_hex}: {e}");
+    let mut whole = 0;
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(
+            !name.ends_with(".archipel-part"),
+            "partial file {name} left behind"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(dir.join(&name)).unwrap(),
+            "{name} differs"
+        );
+        whole += 1;
+    }
+    assert!(whole < 24, "{whole} files written");
+}
+
 // ---------------------------------------------------------------------------------------
 // Key files
 // ---------------------------------------------------------------------------------------

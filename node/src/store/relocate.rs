@@ -88,6 +88,10 @@ struct Layers {
 #[derive(Debug)]
 pub struct LayeredBlobStore {
     layers: RwLock<Layers>,
+    /// Held by the migration while it copies one blob, and by a delete: a blob deleted
+    /// while the worker had read it from the source (an abandoned ingest's) would otherwise
+    /// be written to the target after the delete, and stay there, an orphan.
+    moving: Mutex<()>,
 }
 
 impl LayeredBlobStore {
@@ -98,6 +102,16 @@ impl LayeredBlobStore {
     }
     fn layers_mut(&self) -> std::sync::RwLockWriteGuard<'_, Layers> {
         self.layers.write().unwrap_or_else(|e| e.into_inner())
+    }
+    /// The migration's step for one blob, with deletes held off until it is done.
+    fn copy_blob(
+        &self,
+        from: &dyn BlobStore,
+        to: &dyn BlobStore,
+        id: &BlobId,
+    ) -> Result<Copied, BlobError> {
+        let _no_delete = lock(&self.moving);
+        copy_one(from, to, id)
     }
     /// (source, target) while migrating.
     fn pair(&self) -> Option<(Arc<dyn BlobStore>, Arc<dyn BlobStore>)> {
@@ -157,6 +171,7 @@ impl BlobStore for LayeredBlobStore {
     }
     fn delete(&self, id: &BlobId) -> Result<(), BlobError> {
         let l = self.layers();
+        let _copy_done = lock(&self.moving);
         l.primary.delete(id)?;
         if let Some(f) = &l.fallback {
             f.delete(id)?;
@@ -421,6 +436,7 @@ impl Placement {
         };
         let s = Arc::new(LayeredBlobStore {
             layers: RwLock::new(layers),
+            moving: Mutex::new(()),
         });
         stores.insert(ns.clone(), s.clone());
         Ok(s)
@@ -572,14 +588,16 @@ impl Placement {
             }
             let after = if name == cursor_ns { cursor_id } else { None };
             let store = self.open(&ns)?;
-            let layered = lock(&self.stores).get(&ns).cloned();
-            let Some((from, to)) = layered.and_then(|l| l.pair()) else {
+            let Some(layered) = lock(&self.stores).get(&ns).cloned() else {
+                continue;
+            };
+            let Some((from, to)) = layered.pair() else {
                 // Opened after the switch-over: nothing to move.
                 continue;
             };
             drop(store);
             lock(&self.status).namespace = name.clone();
-            self.copy_namespace(&name, from.as_ref(), to.as_ref(), after)?;
+            self.copy_namespace(&name, &layered, from.as_ref(), to.as_ref(), after)?;
         }
         Ok(())
     }
@@ -587,6 +605,7 @@ impl Placement {
     fn copy_namespace(
         &self,
         name: &str,
+        layered: &LayeredBlobStore,
         from: &dyn BlobStore,
         to: &dyn BlobStore,
         after: Option<BlobId>,
@@ -611,7 +630,7 @@ impl Placement {
                 }
             }
             done += 1;
-            let outcome = copy_one(from, to, &id)?;
+            let outcome = layered.copy_blob(from, to, &id)?;
             {
                 let mut s = lock(&self.status);
                 match outcome {
@@ -868,5 +887,101 @@ mod tests {
         assert!(th.contains(&old_held).unwrap());
         SledBlobStore::open(&db).unwrap().delete(&old[5]).unwrap();
         assert!(own.get(&old[5]).unwrap().is_some(), "read from the target");
+    }
+
+    /// A source store whose `get` of one blob stops half-way (after reading) until told to go.
+    #[derive(Debug)]
+    struct Paused {
+        inner: Arc<dyn BlobStore>,
+        at: BlobId,
+        read: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        go: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl BlobStore for Paused {
+        fn put(&self, id: &BlobId, bytes: &[u8]) -> Result<(), BlobError> {
+            self.inner.put(id, bytes)
+        }
+        fn get(&self, id: &BlobId) -> Result<Option<Vec<u8>>, BlobError> {
+            let got = self.inner.get(id);
+            if *id == self.at
+                && let Some(tx) = lock(&self.read).take()
+            {
+                tx.send(()).unwrap();
+                lock(&self.go).recv().unwrap();
+            }
+            got
+        }
+        fn contains(&self, id: &BlobId) -> Result<bool, BlobError> {
+            self.inner.contains(id)
+        }
+        fn delete(&self, id: &BlobId) -> Result<(), BlobError> {
+            self.inner.delete(id)
+        }
+        fn list(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<BlobId, BlobError>> + '_> {
+            self.inner.list(prefix)
+        }
+        fn flush(&self) -> Result<(), BlobError> {
+            self.inner.flush()
+        }
+    }
+
+    /// An ingest abandoned while the worker copies its blob deletes it from both layers;
+    /// the delete waits for the copy, so no orphan copy stays in the target.
+    #[test]
+    fn a_blob_deleted_during_its_copy_leaves_no_copy_in_the_target() {
+        let d = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(d.path().join("db"))
+            .open()
+            .unwrap();
+        let source: Arc<dyn BlobStore> = Arc::new(SledBlobStore::open_named(&db, "src").unwrap());
+        let target: Arc<dyn BlobStore> = Arc::new(SledBlobStore::open_named(&db, "dst").unwrap());
+        let id = put(
+            source.as_ref(),
+            b"staged by an ingest that will be abandoned",
+        );
+        let (read_tx, read_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel();
+        let paused: Arc<dyn BlobStore> = Arc::new(Paused {
+            inner: source.clone(),
+            at: id,
+            read: Mutex::new(Some(read_tx)),
+            go: Mutex::new(go_rx),
+        });
+        let layered = Arc::new(LayeredBlobStore {
+            layers: RwLock::new(Layers {
+                primary: target.clone(),
+                fallback: Some(paused.clone()),
+            }),
+            moving: Mutex::new(()),
+        });
+        let copier = {
+            let (layered, paused, target) = (layered.clone(), paused.clone(), target.clone());
+            std::thread::spawn(move || {
+                layered
+                    .copy_blob(paused.as_ref(), target.as_ref(), &id)
+                    .unwrap()
+            })
+        };
+        read_rx.recv().unwrap(); // the worker has the source's bytes in hand
+        let deleter = {
+            let layered = layered.clone();
+            std::thread::spawn(move || layered.delete(&id).unwrap())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            !deleter.is_finished(),
+            "the delete went ahead during the copy"
+        );
+        go_tx.send(()).unwrap();
+        assert!(matches!(copier.join().unwrap(), Copied::Written(_)));
+        deleter.join().unwrap();
+        assert!(!source.contains(&id).unwrap());
+        assert!(
+            !target.contains(&id).unwrap(),
+            "an orphan copy stayed in the target"
+        );
+        assert!(!layered.contains(&id).unwrap());
     }
 }
