@@ -117,10 +117,6 @@ fn sibling(name: &str) -> PathBuf {
 
 fn start_node(root: &Path, t: &Territory) -> anyhow::Result<DemoNode> {
     let dir = root.join(t.key);
-    let (peer, gateway) = (
-        format!("127.0.0.1:{}", free_port()?),
-        format!("127.0.0.1:{}", free_port()?),
-    );
     let out = Command::new(sibling("archipel-node"))
         .args(["init", "--territory", t.name, "--data"])
         .arg(&dir)
@@ -133,6 +129,17 @@ fn start_node(root: &Path, t: &Territory) -> anyhow::Result<DemoNode> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    spawn(dir, t)
+}
+
+/// Writes the node's configuration with two free ports and starts it. The ports are free
+/// when picked but not reserved, so another process may take one first: `wait_ready` then
+/// sees the node exit and starts it again on other ports.
+fn spawn(dir: PathBuf, t: &Territory) -> anyhow::Result<DemoNode> {
+    let (peer, gateway) = (
+        format!("127.0.0.1:{}", free_port()?),
+        format!("127.0.0.1:{}", free_port()?),
+    );
     // Fast schedules, so that the demo shows replication, witnessing and challenges at once.
     std::fs::write(
         dir.join("archipel.toml"),
@@ -143,7 +150,10 @@ fn start_node(root: &Path, t: &Territory) -> anyhow::Result<DemoNode> {
             t.zone
         ),
     )?;
-    let log = std::fs::File::create(dir.join("node.log"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))?;
     let child = Command::new(sibling("archipel-node"))
         .args(["run", "--data"])
         .arg(&dir)
@@ -158,17 +168,30 @@ fn start_node(root: &Path, t: &Territory) -> anyhow::Result<DemoNode> {
     })
 }
 
-async fn wait_ready(n: &DemoNode) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// Waits until the node answers; a node that exits first (a port taken between picking and
+/// binding) is started again on other ports, at most three times.
+async fn wait_ready(n: &mut DemoNode, t: &Territory) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut restarts = 0;
     loop {
         if let Ok(mut c) = connect(&n.dir.display().to_string()).await
             && c.node_info(NodeInfoRequest {}).await.is_ok()
         {
             return Ok(());
         }
+        if let Ok(Some(status)) = n.child.try_wait() {
+            if restarts == 3 {
+                bail!(
+                    "node in {} stopped ({status}; see its node.log)",
+                    n.dir.display()
+                );
+            }
+            restarts += 1;
+            *n = spawn(n.dir.clone(), t)?;
+        }
         if Instant::now() > deadline {
             bail!(
-                "node in {} did not start (see its node.log)",
+                "node in {} did not start within a minute (see its node.log)",
                 n.dir.display()
             );
         }
@@ -205,7 +228,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
             }
         }
     }
-    let result = demo(&root, &nodes).await;
+    let result = demo(&root, &mut nodes).await;
     if result.is_ok() {
         println!(
             "\nCtrl-C stops the three nodes (their data stays in {}).",
@@ -221,10 +244,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     result.map(|()| std::process::ExitCode::SUCCESS)
 }
 
-async fn demo(root: &Path, nodes: &[DemoNode]) -> anyhow::Result<()> {
+async fn demo(root: &Path, nodes: &mut [DemoNode]) -> anyhow::Result<()> {
     let mut ids = Vec::new();
-    for n in nodes {
-        wait_ready(n).await?;
+    for (n, t) in nodes.iter_mut().zip(&TERRITORIES) {
+        wait_ready(n, t).await?;
         let mut c = connect(&n.dir.display().to_string()).await?;
         ids.push(c.node_info(NodeInfoRequest {}).await?.into_inner().node_id);
     }

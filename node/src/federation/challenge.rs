@@ -95,14 +95,7 @@ pub async fn challenge(
     })
     .await
     .map_err(|e| FederationError::Storage(e.to_string()))??;
-    let mut client = archive
-        .peers
-        .client(peer)
-        .await
-        .map_err(|e| FederationError::Peer {
-            node_id: peer.node_id.clone(),
-            reason: e.to_string(),
-        })?;
+    let mut client = archive.peers.connect(peer).await?;
     peer_key(archive, peer, &mut client).await?;
     let request = ChallengeRequest {
         nonce: nonce.to_vec(),

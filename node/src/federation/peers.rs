@@ -161,6 +161,19 @@ impl Peers {
             .max_encoding_message_size(PEER_MESSAGE))
     }
 
+    /// [`Peers::client`] for the federation's workers, whose errors name the peer.
+    pub async fn connect(
+        &self,
+        peer: &Peer,
+    ) -> Result<FederationClient<tonic::transport::Channel>, super::FederationError> {
+        self.client(peer)
+            .await
+            .map_err(|e| super::FederationError::Peer {
+                node_id: peer.node_id.clone(),
+                reason: e.to_string(),
+            })
+    }
+
     pub fn get(&self, node_id: &str) -> Result<Option<Peer>, PeerError> {
         match self.tree.get(node_id.as_bytes())? {
             Some(v) => Ok(Some(

@@ -231,14 +231,7 @@ async fn send(
     chunk: &[&(String, String, String)],
     sent: &sled::Tree,
 ) -> Result<u32, FederationError> {
-    let mut client = archive
-        .peers
-        .client(peer)
-        .await
-        .map_err(|e| FederationError::Peer {
-            node_id: peer.node_id.clone(),
-            reason: e.to_string(),
-        })?;
+    let mut client = archive.peers.connect(peer).await?;
     let request = ReleaseRequest {
         keys: chunk
             .iter()

@@ -531,14 +531,7 @@ async fn send_batch_inner(
     batch: Vec<Arc<Outgoing>>,
     throttle: Option<Arc<Throttle>>,
 ) -> Result<usize, FederationError> {
-    let mut client = archive
-        .peers
-        .client(peer)
-        .await
-        .map_err(|e| FederationError::Peer {
-            node_id: peer.node_id.clone(),
-            reason: e.to_string(),
-        })?;
+    let mut client = archive.peers.connect(peer).await?;
     let key = peer_key(archive, peer, &mut client).await?;
     let started = Instant::now();
     let suspect = archive.replication.is_suspect(&peer.node_id);

@@ -25,14 +25,7 @@ pub async fn anti_entropy(
     archive: &Arc<Archive>,
     peer: &Peer,
 ) -> Result<reconcile::Difference, FederationError> {
-    let mut client = archive
-        .peers
-        .client(peer)
-        .await
-        .map_err(|e| FederationError::Peer {
-            node_id: peer.node_id.clone(),
-            reason: e.to_string(),
-        })?;
+    let mut client = archive.peers.connect(peer).await?;
     let local = archive.custody.index_of(&peer.node_id);
     let diff = match reconcile::reconcile(&local, &mut client).await {
         Ok(d) => d,
