@@ -32,6 +32,7 @@ fn elimination_json(e: &Elimination) -> serde_json::Value {
             "state": h.state,
             "quarantined_until": h.quarantined_until,
             "receipt": h.receipt,
+            "reason": h.reason,
         })).collect::<Vec<_>>(),
     })
 }
@@ -44,6 +45,7 @@ fn print(e: &Elimination) {
     for h in &e.holders {
         match h.state.as_str() {
             "quarantined" => println!("  {}  quarantined until {}", h.node_id, h.quarantined_until),
+            "refused" => println!("  {}  refused: {}", h.node_id, h.reason),
             s => println!("  {}  {s}", h.node_id),
         }
     }

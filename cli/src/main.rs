@@ -15,6 +15,7 @@ mod output;
 mod peer;
 mod premis;
 mod seda;
+mod tombstones;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -152,6 +153,10 @@ enum Command {
     /// Lawful destruction of records whose DUA has run out (sort final D or T), against the
     /// visa of the archives départementales; or, with --status, how far it got.
     Eliminate(eliminate::EliminateArgs),
+    /// Tombstones received from peers (their lawful eliminations): list them, suspend or
+    /// resume the deletion of this node's copy.
+    #[command(subcommand)]
+    Tombstones(tombstones::TombstonesCommand),
     /// Legal holds: a held record cannot be eliminated until the hold is lifted.
     #[command(subcommand)]
     Hold(hold::HoldCommand),

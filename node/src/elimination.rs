@@ -40,6 +40,13 @@ pub enum EliminationError {
     Refused(Vec<String>),
     #[error("elimination state of record {0} is damaged: {1}")]
     Damaged(String, String),
+    #[error(
+        "a reason is required to suspend a deletion (--reason): printable text of at most {} bytes",
+        crate::federation::suspension::MAX_REASON
+    )]
+    SuspensionReason,
+    #[error("{0}")]
+    Suspension(String),
 }
 
 /// When a record's DUA runs out: its DUA in years after the date of its most recent

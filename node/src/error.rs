@@ -127,8 +127,8 @@ impl From<Error> for tonic::Status {
             Error::Elimination(e) => {
                 use crate::elimination::EliminationError as E;
                 match e {
-                    E::Visa | E::Records => Status::invalid_argument(msg),
-                    E::Refused(_) => Status::failed_precondition(msg),
+                    E::Visa | E::Records | E::SuspensionReason => Status::invalid_argument(msg),
+                    E::Refused(_) | E::Suspension(_) => Status::failed_precondition(msg),
                     E::Damaged(..) => Status::data_loss(msg),
                 }
             }

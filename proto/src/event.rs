@@ -51,6 +51,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "archipel:alert",
     "archipel:hold",
     "archipel:hold lift",
+    "archipel:tombstone suspension",
+    "archipel:tombstone resumption",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 //! record uses kept, events and tombstone kept, OAI-PMH reporting the record as deleted),
 //! and across three nodes: a holder with no quarantine deletes and confirms with a signed
 //! receipt, a holder in quarantine keeps its copy but no longer lists it, and a wiped origin
-//! restored from both does not get the record back.
+//! restored from both does not get the record back; a holder's archivist suspends a doubtful
+//! deletion past the quarantine, then resumes it.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/http.rs"]
@@ -256,6 +257,17 @@ fn held_record_exists(data: &Path, origin: &str, record: &str) -> bool {
             .is_some()
 }
 
+/// Restarts node `i` with `deletion_quarantine_days = 0`.
+fn without_quarantine(cluster: &mut TestCluster, i: usize) {
+    let cfg = cluster.node(i).data.join("archipel.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[federation]\n",
+        "[federation]\ndeletion_quarantine_days = 0\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cluster.restart(i);
+}
+
 #[test]
 fn elimination_reaches_every_holder_after_its_quarantine_and_is_never_restored() {
     // Node 1 deletes at once; node 2 keeps a 30-day quarantine (the default).
@@ -271,15 +283,9 @@ fn elimination_reaches_every_holder_after_its_quarantine_and_is_never_restored()
             ..Default::default()
         },
     );
-    // Per-node quarantine: rewrite node 1's configuration with none.
+    // Per-node quarantine: node 1 has none.
     cluster.options.node_extra[1].0.clear();
-    let cfg = cluster.node(1).data.join("archipel.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "[federation]\n",
-        "[federation]\ndeletion_quarantine_days = 0\n",
-    );
-    std::fs::write(&cfg, text).unwrap();
-    cluster.restart(1);
+    without_quarantine(&mut cluster, 1);
 
     let d = cluster.root().join("files");
     std::fs::create_dir_all(&d).unwrap();
@@ -574,4 +580,156 @@ fn acknowledged_eliminations_survive_sigkill_and_leave_no_orphan_blob() {
         .cloned()
         .collect();
     check_no_orphan_blob(&node.data, &left);
+}
+
+/// A holder's archivist doubts an elimination (a compromised origin could order many):
+/// they suspend the deletion, the copy outlives the quarantine, then they resume it and the
+/// copy goes, with its receipt. Every step is logged at the holder; bad requests are refused
+/// with the matching exit code and change nothing.
+#[test]
+fn a_holder_suspends_a_doubtful_deletion_past_its_quarantine_then_resumes_it() {
+    let mut cluster = TestCluster::start(
+        2,
+        ClusterOptions {
+            replication_factor: 2,
+            ..Default::default()
+        },
+    );
+    let d = cluster.root().join("files");
+    std::fs::create_dir_all(&d).unwrap();
+    let dua = ["--dua", "1", "--final", "D", "--date", "2000-01-01"];
+    let doubt = cluster.node(0).ingest(
+        &[&file(
+            &d,
+            "a.txt",
+            &"liste électorale 1990\n".repeat(20_000),
+        )],
+        "Liste électorale 1990",
+        &dua,
+    );
+    let fine = cluster.node(0).ingest(
+        &[&file(
+            &d,
+            "b.txt",
+            &"bons de commande 1995\n".repeat(20_000),
+        )],
+        "Bons de commande 1995",
+        &dua,
+    );
+    for r in [&doubt, &fine] {
+        cluster.wait_replicated(0, r, 2);
+    }
+    let origin = cluster.id(0).to_string();
+    cluster
+        .node(0)
+        .cli_ok(&["eliminate", &doubt, &fine, "--visa", VISA]);
+
+    // The holder lists both tombstones, in its 30-day quarantine (the default).
+    let listed = |cluster: &TestCluster| cluster.node(1).cli_json(&["tombstones", "ls"]);
+    let state_of = |list: &Value, record: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["record"] == record)
+            .cloned()
+    };
+    let list = archipel_tests::cluster::wait_for(
+        Duration::from_secs(60),
+        "both tombstones at the holder",
+        || {
+            let l = listed(&cluster);
+            if l.as_array().map_or(0, Vec::len) == 2 {
+                Ok(l)
+            } else {
+                Err(l.to_string())
+            }
+        },
+    );
+    let t = state_of(&list, &doubt).unwrap();
+    assert_eq!(t["state"], "quarantined", "{t}");
+    assert_eq!(t["origin"], origin.as_str(), "{t}");
+    assert_eq!(t["visa"], VISA, "{t}");
+    assert!(t["delete_after"].as_str().unwrap() > "2026", "{t}");
+
+    // Bad requests: no reason, an unknown record, resuming what is not suspended.
+    let n1 = cluster.node(1);
+    let out = n1.cli(&["tombstones", "suspend", &origin, &doubt, "--reason", " "]);
+    expect_code(&out, 5, "suspension without a reason");
+    let out = n1.cli(&[
+        "tombstones",
+        "suspend",
+        &origin,
+        "01KAX7M3S1H4T6Q9W2Z8B5C0DE",
+        "--reason",
+        "x",
+    ]);
+    expect_code(&out, 4, "suspension of an unknown tombstone");
+    let out = n1.cli(&["tombstones", "resume", &origin, &doubt]);
+    expect_code(&out, 9, "resuming a deletion that is not suspended");
+
+    let reason = "visa inconnu des archives départementales (appel du 26/11)";
+    let s = n1.cli_json(&["tombstones", "suspend", &origin, &doubt, "--reason", reason]);
+    assert_eq!(s[0]["state"], "suspended", "{s}");
+    assert_eq!(s[0]["suspended"], reason, "{s}");
+    let out = n1.cli(&["tombstones", "suspend", &origin, &doubt, "--reason", reason]);
+    expect_code(&out, 9, "suspending twice");
+    let t = types(&events_of(n1, &doubt)).join(",");
+    assert!(
+        t.contains("deaccession") && t.contains("archipel:tombstone suspension"),
+        "{t}"
+    );
+
+    // The quarantine ends (the holder restarts with none): the other copy is deleted at
+    // the next pass, the suspended one stays.
+    without_quarantine(&mut cluster, 1);
+    archipel_tests::cluster::wait_for(
+        Duration::from_secs(60),
+        "the unsuspended copy deleted after the quarantine",
+        || {
+            let l = listed(&cluster);
+            match state_of(&l, &fine) {
+                Some(t) if t["state"] == "deleted" => Ok(()),
+                _ => Err(l.to_string()),
+            }
+        },
+    );
+    let l = listed(&cluster);
+    assert_eq!(state_of(&l, &doubt).unwrap()["state"], "suspended", "{l}");
+    cluster.stop(1);
+    assert!(held_record_exists(&cluster.node(1).data, &origin, &doubt));
+    assert!(!held_record_exists(&cluster.node(1).data, &origin, &fine));
+    cluster.start_node(1);
+
+    // Resumed: the quarantine is over, so the copy goes at the next pass, with a receipt.
+    let n1 = cluster.node(1);
+    let r = n1.cli_json(&["tombstones", "resume", &origin, &doubt]);
+    assert_eq!(r[0]["state"], "quarantined", "{r}");
+    let t = archipel_tests::cluster::wait_for(
+        Duration::from_secs(60),
+        "the resumed deletion done",
+        || {
+            let l = listed(&cluster);
+            match state_of(&l, &doubt) {
+                Some(t) if t["state"] == "deleted" => Ok(t),
+                _ => Err(l.to_string()),
+            }
+        },
+    );
+    assert!(
+        t["receipt"]
+            .as_str()
+            .unwrap()
+            .starts_with("archipel-deletion-receipt/v1\n"),
+        "{t}"
+    );
+    let n1 = cluster.node(1);
+    let out = n1.cli(&["tombstones", "resume", &origin, &doubt]);
+    expect_code(&out, 9, "resuming a deletion already done");
+    let ev = types(&events_of(n1, &doubt)).join(",");
+    assert!(
+        ev.contains("archipel:tombstone resumption") && ev.ends_with("deletion"),
+        "{ev}"
+    );
+    cluster.stop(1);
+    assert!(!held_record_exists(&cluster.node(1).data, &origin, &doubt));
 }

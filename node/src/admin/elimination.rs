@@ -1,4 +1,5 @@
-//! Admin API of lawful destruction: `Eliminate` and `Eliminations`.
+//! Admin API of lawful destruction: `Eliminate` and `Eliminations` (origin side),
+//! `ReceivedTombstones` and `SuspendTombstone` (holder side, `federation::suspension`).
 
 use crate::archive::Archive;
 use crate::error::Result;
@@ -22,17 +23,22 @@ pub fn describe(archive: &Archive, record_id: &str, s: &EliminationState) -> Eli
     }
     ids.sort();
     for id in ids {
-        let (state, until, receipt) = match (s.receipts.get(&id), s.quarantined_until.get(&id)) {
-            (Some(r), _) => ("deleted", String::new(), r.text.clone()),
-            (None, Some(u)) => ("quarantined", u.clone(), String::new()),
-            (None, None) => ("pending", String::new(), String::new()),
+        let mut h = HolderDeletion {
+            state: "pending".into(),
+            ..Default::default()
         };
-        holders.push(HolderDeletion {
-            node_id: id,
-            state: state.into(),
-            quarantined_until: until,
-            receipt,
-        });
+        if let Some(r) = s.receipts.get(&id) {
+            h.state = "deleted".into();
+            h.receipt = r.text.clone();
+        } else if let Some(why) = s.refused.get(&id) {
+            h.state = "refused".into();
+            h.reason = why.clone();
+        } else if let Some(u) = s.quarantined_until.get(&id) {
+            h.state = "quarantined".into();
+            h.quarantined_until = u.clone();
+        }
+        h.node_id = id;
+        holders.push(h);
     }
     Elimination {
         record_id: record_id.to_string(),

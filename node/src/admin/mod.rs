@@ -420,6 +420,40 @@ impl ArchiveApi for AdminService {
         Ok(Response::new(pb::EliminationsResponse { eliminations }))
     }
 
+    async fn received_tombstones(
+        &self,
+        request: Request<pb::ReceivedTombstonesRequest>,
+    ) -> Result<Response<pb::ReceivedTombstonesResponse>, Status> {
+        let origin = request.into_inner().origin;
+        let a = self.archive.clone();
+        let tombstones = tokio::task::spawn_blocking(move || {
+            crate::federation::suspension::received(&a, origin.trim())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::ReceivedTombstonesResponse { tombstones }))
+    }
+
+    async fn suspend_tombstone(
+        &self,
+        request: Request<pb::SuspendTombstoneRequest>,
+    ) -> Result<Response<pb::ReceivedTombstone>, Status> {
+        let r = request.into_inner();
+        let a = self.archive.clone();
+        let t = tokio::task::spawn_blocking(move || {
+            crate::federation::suspension::suspend(
+                &a,
+                r.origin.trim(),
+                r.record_id.trim(),
+                &r.reason,
+                r.resume,
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(t))
+    }
+
     async fn hold_list(
         &self,
         _request: Request<pb::HoldListRequest>,

@@ -29,6 +29,7 @@ pub mod replicator;
 pub mod restore;
 pub mod scrub;
 pub mod service;
+pub mod suspension;
 pub mod tombstone;
 pub mod transport;
 pub mod upkeep;

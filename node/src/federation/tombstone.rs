@@ -16,7 +16,8 @@
 //! blobs to delete; then the blobs go (those no other held record of that origin uses),
 //! and the holder signs its deletion receipt (PREMIS `deletion`). A crash in between
 //! resumes from the noted blobs. Many tombstones from one origin within an hour raise the
-//! holder's mass-change alert, as refused deletions do.
+//! holder's mass-change alert, as refused deletions do. A tombstone the holder's archivist
+//! suspended (`suspension.rs`) is kept past the quarantine and answered REFUSED.
 
 use super::replicator::{peer_err, peer_key};
 use super::service::Caller;
@@ -42,7 +43,7 @@ const BATCH: usize = 500;
 /// Key of a held tombstone: origin ‖ record, as for released keys.
 use super::release::{key, storage};
 
-fn tree(archive: &Archive) -> Result<sled::Tree, FederationError> {
+pub(super) fn tree(archive: &Archive) -> Result<sled::Tree, FederationError> {
     Ok(archive.store.db().open_tree("held_tombstones")?)
 }
 
@@ -52,11 +53,21 @@ fn pending(archive: &Archive) -> Result<sled::Tree, FederationError> {
     Ok(archive.store.db().open_tree("held_tombstones_pending")?)
 }
 
-fn quarantine_secs(archive: &Archive) -> i64 {
+pub(super) fn quarantine_secs(archive: &Archive) -> i64 {
     i64::from(archive.config.federation.deletion_quarantine_days) * 86_400
 }
 
 fn answer_of(archive: &Archive, record_id: &str, held: &HeldTombstone) -> TombstoneAnswer {
+    if held.receipt.is_none() && !held.suspended.is_empty() {
+        return refused(
+            record_id,
+            format!(
+                "deletion suspended by the holder's archivist on {}: {}",
+                crate::clock::rfc3339(held.suspended_at),
+                held.suspended
+            ),
+        );
+    }
     match &held.receipt {
         Some(r) => TombstoneAnswer {
             record_id: record_id.to_string(),
@@ -235,24 +246,27 @@ pub fn shred_due(archive: &Archive) -> Result<usize, FederationError> {
             waiting.remove(&k)?;
             continue;
         }
-        if !held.shredding && held.received_at + q > now {
+        // Suspended by this node's archivist: kept, past the quarantine too.
+        if !held.shredding && (!held.suspended.is_empty() || held.received_at + q > now) {
             continue;
         }
         let text = held.tombstone.clone().unwrap_or_default().text;
         let t = Tombstone::decode(&text).map_err(storage)?;
-        shred_one(archive, &stones, &k, held, &t)?;
-        done += 1;
+        if shred_one(archive, &stones, &k, held, &t)? {
+            done += 1;
+        }
     }
     Ok(done)
 }
 
+/// Deletes one held record; false if its deletion was suspended meanwhile (nothing done).
 fn shred_one(
     archive: &Archive,
     stones: &sled::Tree,
     k: &[u8],
     mut held: HeldTombstone,
     t: &Tombstone,
-) -> Result<(), FederationError> {
+) -> Result<bool, FederationError> {
     let origin = &t.origin;
     let holding = &archive.holding;
     if !held.shredding {
@@ -292,8 +306,15 @@ fn shred_one(
         let value = held.encode_to_vec();
         let was_held = copy.is_some();
         let (records, versions_tree, index, meta) = holding.trees();
-        (records, versions_tree, index, meta, stones)
+        let started = (records, versions_tree, index, meta, stones)
             .transaction(|(records, versions_t, index, meta, stones)| {
+                // Suspended since it was read (`suspension::suspend`): leave it.
+                let now = stones.get(k)?;
+                if now.is_none_or(|v| {
+                    HeldTombstone::decode(v.as_ref()).is_ok_and(|h| !h.suspended.is_empty())
+                }) {
+                    return Ok(false);
+                }
                 records.remove(k)?;
                 index.remove(k)?;
                 for v in &versions {
@@ -306,12 +327,15 @@ fn shred_one(
                     meta.insert(origin.as_bytes(), &super::holding::totals_bytes(tot)[..])?;
                 }
                 stones.insert(k, value.as_slice())?;
-                Ok::<_, ConflictableTransactionError<FederationError>>(())
+                Ok::<_, ConflictableTransactionError<FederationError>>(true)
             })
             .map_err(|e| match e {
                 sled::transaction::TransactionError::Abort(e) => e,
                 sled::transaction::TransactionError::Storage(e) => e.into(),
             })?;
+        if !started {
+            return Ok(false);
+        }
         stones.flush()?;
     }
     let store = holding.blobs_of(origin)?;
@@ -352,7 +376,7 @@ fn shred_one(
         .map_err(storage)?;
     stones.flush()?;
     tracing::info!(origin = %origin, record = %t.record_id, blobs = receipt.deleted_blobs, "held record deleted after its quarantine");
-    Ok(())
+    Ok(true)
 }
 
 /// Origin side: sends pending tombstones to every current peer; returns how many deletion
@@ -416,14 +440,7 @@ async fn send(
     peer: &Peer,
     chunk: &[&(String, EliminationState)],
 ) -> Result<u32, FederationError> {
-    let mut client = archive
-        .peers
-        .client(peer)
-        .await
-        .map_err(|e| FederationError::Peer {
-            node_id: peer.node_id.clone(),
-            reason: e.to_string(),
-        })?;
+    let mut client = archive.peers.connect(peer).await?;
     let key = peer_key(archive, peer, &mut client).await?;
     let batch = TombstoneBatch {
         tombstones: chunk
@@ -474,6 +491,7 @@ async fn send(
                     .update_tombstone(&a.record_id, |old| {
                         let mut s = EliminationState::decode(old).ok()?;
                         s.quarantined_until.remove(&holder);
+                        s.refused.remove(&holder);
                         s.receipts.insert(holder.clone(), signed.clone());
                         Some(s.encode_to_vec())
                     })
@@ -496,9 +514,12 @@ async fn send(
                     .store
                     .update_tombstone(&a.record_id, |old| {
                         let mut s = EliminationState::decode(old).ok()?;
-                        if s.quarantined_until.get(&holder) == Some(&until) {
+                        if s.quarantined_until.get(&holder) == Some(&until)
+                            && !s.refused.contains_key(&holder)
+                        {
                             return None;
                         }
+                        s.refused.remove(&holder);
                         s.quarantined_until.insert(holder.clone(), until.clone());
                         Some(s.encode_to_vec())
                     })
@@ -506,6 +527,20 @@ async fn send(
             }
             _ => {
                 tracing::warn!(holder = %peer.node_id, record = %a.record_id, reason = %a.reason, "holder refused a tombstone");
+                let holder = peer.node_id.clone();
+                let reason = a.reason.clone();
+                archive
+                    .store
+                    .update_tombstone(&a.record_id, |old| {
+                        let mut s = EliminationState::decode(old).ok()?;
+                        if s.refused.get(&holder) == Some(&reason) {
+                            return None;
+                        }
+                        s.quarantined_until.remove(&holder);
+                        s.refused.insert(holder.clone(), reason.clone());
+                        Some(s.encode_to_vec())
+                    })
+                    .map_err(storage)?;
             }
         }
     }
