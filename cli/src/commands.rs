@@ -444,12 +444,12 @@ async fn fetch(
         name.push(".archipel-part");
         d.with_file_name(name)
     }));
+    // Created without an await point: a read cancelled (another file failed) can then not
+    // leave a part file created after the guard's drop.
     let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match &part.0 {
-        Some(t) => Box::new(
-            tokio::fs::File::create(t)
-                .await
-                .with_context(|| format!("cannot create {}", t.display()))?,
-        ),
+        Some(t) => Box::new(tokio::fs::File::from_std(
+            std::fs::File::create(t).with_context(|| format!("cannot create {}", t.display()))?,
+        )),
         None => Box::new(tokio::io::stdout()),
     };
     while let Some(msg) = stream.next().await {
@@ -473,8 +473,10 @@ async fn fetch(
     Ok(written)
 }
 
-/// How many files of one record `archipel get` reads at once.
+/// How many files of one record `archipel get` reads at once (small ones; see `get`).
 const PARALLEL_FILES: usize = 8;
+/// A node's default blob size: a file spanning N blobs takes N of the permits above.
+const BLOB_BYTES: u64 = 4 << 20;
 
 async fn get(
     node: &str,
@@ -539,8 +541,11 @@ async fn get(
             .with_context(|| format!("cannot create directory {}", dir.display()))?;
         // A record of many small files costs one request per file; several in flight over the
         // one HTTP/2 connection keep an object-store backend busy (each file is at least one
-        // GET there), in the order of the manifest for the JSON report.
-        let fetches = wanted.into_iter().map(|f| {
+        // GET there). Each file weighs a permit per blob it spans (at most all of them), so
+        // large files are read one at a time and the node's read-ahead stays that of one
+        // reader. The first failure ends the command; the report keeps the manifest's order.
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PARALLEL_FILES));
+        let fetches = wanted.into_iter().enumerate().map(|(i, f)| {
             let mut c = c.clone();
             let dest = dir.join(&f.name);
             let req = GetRequest {
@@ -550,15 +555,24 @@ async fn get(
                 length: 0,
             };
             let bar = &bar;
+            let permits = permits.clone();
+            let weight = f.size.div_ceil(BLOB_BYTES).clamp(1, PARALLEL_FILES as u64) as u32;
             async move {
+                let _slot = permits.acquire_many(weight).await?;
                 let n = fetch(&mut c, req, Some(&dest), bar).await?;
-                anyhow::Ok(json!({"name": f.name, "path": dest.display().to_string(), "bytes": n}))
+                let report =
+                    json!({"name": f.name, "path": dest.display().to_string(), "bytes": n});
+                anyhow::Ok((i, report))
             }
         });
-        let mut done = futures::StreamExt::buffered(futures::stream::iter(fetches), PARALLEL_FILES);
+        let mut done =
+            futures::StreamExt::buffer_unordered(futures::stream::iter(fetches), PARALLEL_FILES);
+        let mut reports = Vec::new();
         while let Some(one) = futures::StreamExt::next(&mut done).await {
-            written.push(one?);
+            reports.push(one?);
         }
+        reports.sort_by_key(|(i, _)| *i);
+        written.extend(reports.into_iter().map(|(_, r)| r));
     }
     bar.finish_and_clear();
     if json_out {

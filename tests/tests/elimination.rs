@@ -620,6 +620,7 @@ fn a_holder_suspends_a_doubtful_deletion_past_its_quarantine_then_resumes_it() {
         cluster.wait_replicated(0, r, 2);
     }
     let origin = cluster.id(0).to_string();
+    let before = archipel_node::clock::now_unix();
     cluster
         .node(0)
         .cli_ok(&["eliminate", &doubt, &fine, "--visa", VISA]);
@@ -649,7 +650,16 @@ fn a_holder_suspends_a_doubtful_deletion_past_its_quarantine_then_resumes_it() {
     assert_eq!(t["state"], "quarantined", "{t}");
     assert_eq!(t["origin"], origin.as_str(), "{t}");
     assert_eq!(t["visa"], VISA, "{t}");
-    assert!(t["delete_after"].as_str().unwrap() > "2026", "{t}");
+    // 30 days after its arrival, which came between the elimination and now (RFC 3339
+    // UTC of one format compares as text).
+    let month = 30 * 86_400;
+    let after = archipel_node::clock::now_unix();
+    let delete_after = t["delete_after"].as_str().unwrap();
+    assert!(
+        delete_after >= archipel_node::clock::rfc3339(before + month).as_str()
+            && delete_after <= archipel_node::clock::rfc3339(after + month).as_str(),
+        "{t}"
+    );
 
     // Bad requests: no reason, an unknown record, resuming what is not suspended.
     let n1 = cluster.node(1);

@@ -23,22 +23,7 @@ pub fn describe(archive: &Archive, record_id: &str, s: &EliminationState) -> Eli
     }
     ids.sort();
     for id in ids {
-        let mut h = HolderDeletion {
-            state: "pending".into(),
-            ..Default::default()
-        };
-        if let Some(r) = s.receipts.get(&id) {
-            h.state = "deleted".into();
-            h.receipt = r.text.clone();
-        } else if let Some(why) = s.refused.get(&id) {
-            h.state = "refused".into();
-            h.reason = why.clone();
-        } else if let Some(u) = s.quarantined_until.get(&id) {
-            h.state = "quarantined".into();
-            h.quarantined_until = u.clone();
-        }
-        h.node_id = id;
-        holders.push(h);
+        holders.push(holder_deletion(s, id));
     }
     Elimination {
         record_id: record_id.to_string(),
@@ -48,6 +33,26 @@ pub fn describe(archive: &Archive, record_id: &str, s: &EliminationState) -> Eli
         signature: hex::encode(signed.signature),
         holders,
     }
+}
+
+/// How far one holder got: a receipt wins over a refusal, which wins over a quarantine.
+fn holder_deletion(s: &EliminationState, node_id: String) -> HolderDeletion {
+    let mut h = HolderDeletion {
+        state: "pending".into(),
+        ..Default::default()
+    };
+    if let Some(r) = s.receipts.get(&node_id) {
+        h.state = "deleted".into();
+        h.receipt = r.text.clone();
+    } else if let Some(why) = s.refused.get(&node_id) {
+        h.state = "refused".into();
+        h.reason = why.clone();
+    } else if let Some(u) = s.quarantined_until.get(&node_id) {
+        h.state = "quarantined".into();
+        h.quarantined_until = u.clone();
+    }
+    h.node_id = node_id;
+    h
 }
 
 /// Eliminates, then sends the tombstones to the peers at once (in the background).
@@ -89,4 +94,38 @@ pub fn eliminations(archive: &Archive, record_id: &str) -> Result<Vec<Eliminatio
         out.push(describe(archive, &id, &s));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archipel_proto::v1::SignedText;
+
+    #[test]
+    fn each_holder_shows_its_furthest_state() {
+        let mut s = EliminationState::default();
+        s.quarantined_until
+            .insert("q".into(), "2026-12-26T00:00:00Z".into());
+        s.refused
+            .insert("r".into(), "suspended by the holder".into());
+        s.quarantined_until
+            .insert("r".into(), "2026-12-26T00:00:00Z".into());
+        s.receipts.insert(
+            "d".into(),
+            SignedText {
+                text: "receipt".into(),
+                signature: vec![1],
+            },
+        );
+        s.refused.insert("d".into(), "an old refusal".into());
+        let h = |id: &str| holder_deletion(&s, id.to_string());
+        assert_eq!(h("p").state, "pending");
+        assert_eq!(h("q").state, "quarantined");
+        assert_eq!(h("q").quarantined_until, "2026-12-26T00:00:00Z");
+        assert_eq!(h("r").state, "refused");
+        assert_eq!(h("r").reason, "suspended by the holder");
+        assert_eq!(h("d").state, "deleted");
+        assert_eq!(h("d").receipt, "receipt");
+        assert_eq!(h("d").node_id, "d");
+    }
 }

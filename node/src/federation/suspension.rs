@@ -5,9 +5,10 @@
 //! visa known to the archives départementales, a burst of eliminations) suspends it: the
 //! copy stays past the quarantine, withdrawn as before, until the archivist resumes the
 //! deletion. Each change is logged on the holder (`archipel:tombstone suspension`,
-//! `archipel:tombstone resumption`; the detail commits to the reason, which stays on this
-//! node). The origin, when it next asks, is answered REFUSED with the reason and shows it
-//! in `archipel eliminate --status`.
+//! `archipel:tombstone resumption`; the detail is a keyed commitment to the reason, which
+//! the public log does not reveal). The origin, when it next sends the tombstone (once the
+//! quarantine it was told is over), is answered REFUSED with the reason, and shows it in
+//! `archipel eliminate --status`.
 
 use super::FederationError;
 use super::release::{key, storage};
@@ -19,7 +20,6 @@ use archipel_proto::event::Outcome;
 use archipel_proto::tombstone::Tombstone;
 use archipel_proto::v1::{HeldTombstone, ReceivedTombstone};
 use prost::Message;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 /// Longest reason kept, in bytes.
 pub const MAX_REASON: usize = 1024;
@@ -89,25 +89,42 @@ pub fn suspend(
     let stones = tree(archive)?;
     let k = key(origin, record_id);
     let now = crate::clock::now_unix();
-    // One transaction, so that it cannot interleave with the start of a deletion
-    // (`tombstone::shred_one` checks the suspension inside its own transaction).
-    let held = stones
-        .transaction(|t| {
-            let Some(v) = t.get(&k)? else {
-                return Err(ConflictableTransactionError::Abort(
-                    FederationError::NotFound(format!(
-                        "no tombstone received from {origin} for record {record_id}"
-                    ))
-                    .into(),
-                ));
-            };
-            let mut held = HeldTombstone::decode(v.as_ref())
-                .map_err(|e| ConflictableTransactionError::Abort(storage(e).into()))?;
-            let refuse = |why: &str| {
-                ConflictableTransactionError::Abort(crate::error::Error::from(
-                    EliminationError::Suspension(format!("record {record_id}: {why}")),
+    let mut events = Vec::new();
+    if archive.log.enabled {
+        let (event, detail) = if resume {
+            ("archipel:tombstone resumption", record_id.as_bytes())
+        } else {
+            ("archipel:tombstone suspension", reason.as_bytes())
+        };
+        let detail = archive.keys.commitment(detail);
+        events.push(
+            archive
+                .log
+                .event(event, record_id, "admin", Outcome::Success, detail)?,
+        );
+    }
+    let refuse = |why: &str| -> crate::error::Error {
+        EliminationError::Suspension(format!("record {record_id}: {why}")).into()
+    };
+    // One transaction with its event, which also keeps it from interleaving with the start
+    // of a deletion (`tombstone::shred_one` checks the suspension inside its own).
+    let held = archive
+        .store
+        .change_with_events(&stones, &k, &events, |current| {
+            let unknown = || -> crate::error::Error {
+                FederationError::NotFound(format!(
+                    "no tombstone received from {origin} for record {record_id}"
                 ))
+                .into()
             };
+            let v = current.ok_or_else(unknown)?;
+            let mut held = HeldTombstone::decode(v.as_ref()).map_err(storage)?;
+            // The key is origin ‖ record without a separator: check both halves.
+            let text = held.tombstone.clone().unwrap_or_default().text;
+            match Tombstone::decode(&text) {
+                Ok(t) if t.origin == origin && t.record_id == record_id => {}
+                _ => return Err(unknown()),
+            }
             if held.receipt.is_some() || held.shredding {
                 return Err(refuse("its copy here is already deleted"));
             }
@@ -123,27 +140,7 @@ pub fn suspend(
                     held.suspended_at = 0;
                 }
             }
-            t.insert(k.as_slice(), held.encode_to_vec())?;
-            Ok(held)
-        })
-        .map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => FederationError::from(e).into(),
+            Ok((held.encode_to_vec(), held))
         })?;
-    stones.flush().map_err(FederationError::from)?;
-    let (event, detail) = if resume {
-        (
-            "archipel:tombstone resumption",
-            archive.keys.commitment(record_id.as_bytes()),
-        )
-    } else {
-        (
-            "archipel:tombstone suspension",
-            archive.keys.commitment(reason.as_bytes()),
-        )
-    };
-    archive.append_event(event, record_id, "admin", Outcome::Success, detail)?;
-    // Acknowledged means logged: the event is on disk before the answer.
-    archive.store.db().flush().map_err(FederationError::from)?;
     Ok(describe(archive, &held))
 }

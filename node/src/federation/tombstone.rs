@@ -39,6 +39,8 @@ use std::sync::Arc;
 
 /// Tombstones per request.
 const BATCH: usize = 500;
+/// A holder's refusal reason is kept (and shown) up to this many characters.
+const REFUSAL_CHARS: usize = 1024;
 
 /// Key of a held tombstone: origin ‖ record, as for released keys.
 use super::release::{key, storage};
@@ -526,9 +528,18 @@ async fn send(
                     .map_err(storage)?;
             }
             _ => {
-                tracing::warn!(holder = %peer.node_id, record = %a.record_id, reason = %a.reason, "holder refused a tombstone");
+                // The holder's words, shown to our archivist: printable, and short.
+                let mut reason: String = a
+                    .reason
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(REFUSAL_CHARS)
+                    .collect();
+                if reason.is_empty() {
+                    reason = "no reason given".into();
+                }
                 let holder = peer.node_id.clone();
-                let reason = a.reason.clone();
+                let changed = std::sync::atomic::AtomicBool::new(false);
                 archive
                     .store
                     .update_tombstone(&a.record_id, |old| {
@@ -538,9 +549,14 @@ async fn send(
                         }
                         s.quarantined_until.remove(&holder);
                         s.refused.insert(holder.clone(), reason.clone());
+                        changed.store(true, std::sync::atomic::Ordering::Relaxed);
                         Some(s.encode_to_vec())
                     })
                     .map_err(storage)?;
+                // Asked again on every pass: said once per new reason.
+                if changed.load(std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(holder = %peer.node_id, record = %a.record_id, reason = %reason, "holder refused a tombstone");
+                }
             }
         }
     }

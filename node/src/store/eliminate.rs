@@ -221,4 +221,33 @@ impl Store {
         tree.flush()?;
         Ok(())
     }
+
+    /// Changes one entry of `tree` and appends its audit events in one transaction, then
+    /// flushes: the change is acknowledged only once it is logged, and never logged
+    /// without being made. `change` gets the current value and returns the new one and
+    /// what to answer, or an error that aborts both (and is returned).
+    pub fn change_with_events<T, E: From<StoreError>>(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        events: &[PendingEvent],
+        change: impl Fn(Option<sled::IVec>) -> Result<(Vec<u8>, T), E>,
+    ) -> Result<T, E> {
+        let out = (tree, &self.log)
+            .transaction(|(t, log)| {
+                let (value, out) =
+                    change(t.get(key)?).map_err(ConflictableTransactionError::Abort)?;
+                t.insert(key, value)?;
+                for e in events {
+                    log_tree::append_tx(log, &e.leaf)?;
+                }
+                Ok(out)
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Abort(e) => e,
+                sled::transaction::TransactionError::Storage(e) => StoreError::from(e).into(),
+            })?;
+        self.db.flush().map_err(StoreError::from)?;
+        Ok(out)
+    }
 }

@@ -88,13 +88,48 @@ struct Layers {
 #[derive(Debug)]
 pub struct LayeredBlobStore {
     layers: RwLock<Layers>,
-    /// Held by the migration while it copies one blob, and by a delete: a blob deleted
-    /// while the worker had read it from the source (an abandoned ingest's) would otherwise
-    /// be written to the target after the delete, and stay there, an orphan.
-    moving: Mutex<()>,
+    /// The blob the migration is copying and the blobs being deleted: a copy and a delete
+    /// of the same blob exclude each other. Otherwise a blob deleted while the worker had
+    /// read it from the source (an abandoned ingest's) would be written to the target after
+    /// the delete, and stay there, an orphan. Other blobs never wait.
+    moving: Mutex<InFlight>,
+    moved: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct InFlight {
+    copying: Option<BlobId>,
+    deleting: Vec<BlobId>,
 }
 
 impl LayeredBlobStore {
+    fn new(layers: Layers) -> Self {
+        LayeredBlobStore {
+            layers: RwLock::new(layers),
+            moving: Mutex::new(InFlight::default()),
+            moved: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits until `busy` is false for `id`, then marks it with `mark`; runs `work`; unmarks.
+    fn exclusive<T>(
+        &self,
+        busy: impl Fn(&InFlight) -> bool,
+        mark: impl Fn(&mut InFlight, bool),
+        work: impl FnOnce() -> T,
+    ) -> T {
+        let mut g = lock(&self.moving);
+        while busy(&g) {
+            g = self.moved.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        mark(&mut g, true);
+        drop(g);
+        let out = work();
+        mark(&mut lock(&self.moving), false);
+        self.moved.notify_all();
+        out
+    }
+
     fn layers(&self) -> std::sync::RwLockReadGuard<'_, Layers> {
         // A panic while holding the lock cannot leave the layers half-changed (each change
         // is one assignment), so a poisoned lock is still right to use.
@@ -110,8 +145,11 @@ impl LayeredBlobStore {
         to: &dyn BlobStore,
         id: &BlobId,
     ) -> Result<Copied, BlobError> {
-        let _no_delete = lock(&self.moving);
-        copy_one(from, to, id)
+        self.exclusive(
+            |f| f.deleting.contains(id),
+            |f, on| f.copying = on.then_some(*id),
+            || copy_one(from, to, id),
+        )
     }
     /// (source, target) while migrating.
     fn pair(&self) -> Option<(Arc<dyn BlobStore>, Arc<dyn BlobStore>)> {
@@ -170,13 +208,24 @@ impl BlobStore for LayeredBlobStore {
         }
     }
     fn delete(&self, id: &BlobId) -> Result<(), BlobError> {
-        let l = self.layers();
-        let _copy_done = lock(&self.moving);
-        l.primary.delete(id)?;
-        if let Some(f) = &l.fallback {
-            f.delete(id)?;
-        }
-        Ok(())
+        self.exclusive(
+            |f| f.copying == Some(*id),
+            |f, on| {
+                if on {
+                    f.deleting.push(*id);
+                } else if let Some(i) = f.deleting.iter().position(|d| d == id) {
+                    f.deleting.swap_remove(i);
+                }
+            },
+            || {
+                let l = self.layers();
+                l.primary.delete(id)?;
+                if let Some(f) = &l.fallback {
+                    f.delete(id)?;
+                }
+                Ok(())
+            },
+        )
     }
     fn list(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<BlobId, BlobError>> + '_> {
         let (primary, fallback) = {
@@ -434,10 +483,7 @@ impl Placement {
                 fallback: Some(state.current.open_namespace(&self.db, ns)?),
             },
         };
-        let s = Arc::new(LayeredBlobStore {
-            layers: RwLock::new(layers),
-            moving: Mutex::new(()),
-        });
+        let s = Arc::new(LayeredBlobStore::new(layers));
         stores.insert(ns.clone(), s.clone());
         Ok(s)
     }
@@ -949,13 +995,10 @@ mod tests {
             read: Mutex::new(Some(read_tx)),
             go: Mutex::new(go_rx),
         });
-        let layered = Arc::new(LayeredBlobStore {
-            layers: RwLock::new(Layers {
-                primary: target.clone(),
-                fallback: Some(paused.clone()),
-            }),
-            moving: Mutex::new(()),
-        });
+        let layered = Arc::new(LayeredBlobStore::new(Layers {
+            primary: target.clone(),
+            fallback: Some(paused.clone()),
+        }));
         let copier = {
             let (layered, paused, target) = (layered.clone(), paused.clone(), target.clone());
             std::thread::spawn(move || {
