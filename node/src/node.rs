@@ -261,6 +261,14 @@ impl Node {
             },
             workers_stopped,
         );
+        // Hourly: dead bytes only come from abandoned ingests and eliminations.
+        let compactor = crate::worker::spawn(
+            crate::worker::PackCompactor {
+                archive: self.archive.clone(),
+                every: std::time::Duration::from_secs(3600),
+            },
+            stop_workers.subscribe(),
+        );
         let replicator = tokio::spawn(crate::federation::replicator::run(
             self.archive.clone(),
             stop_workers.subscribe(),
@@ -280,6 +288,7 @@ impl Node {
             .map_err(|e| Error::Protocol(format!("admin server: {e}")));
         let _ = stop_workers.send(true);
         let _ = checkpointer.await;
+        let _ = compactor.await;
         let _ = replicator.await;
         let _ = upkeep.await;
         served?;

@@ -87,3 +87,35 @@ impl Worker for Checkpointer {
         Ok(())
     }
 }
+
+/// Gives back the room of deleted blobs (abandoned ingests, lawful destruction) in the
+/// node's own blob store and in each origin's it holds (`BlobStore::reclaim`: the pack
+/// files of the files store).
+pub struct PackCompactor {
+    pub archive: std::sync::Arc<crate::archive::Archive>,
+    pub every: Duration,
+}
+
+impl Worker for PackCompactor {
+    fn name(&self) -> &'static str {
+        "pack-compactor"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    fn run_once(&mut self) -> Result<(), String> {
+        let a = &self.archive;
+        let mut freed = a.store.blobs.reclaim().map_err(|e| e.to_string())?;
+        for (origin, _) in a.holding.origins().map_err(|e| e.to_string())? {
+            let store = a.holding.blobs_of(&origin).map_err(|e| e.to_string())?;
+            freed += store.reclaim().map_err(|e| e.to_string())?;
+        }
+        if freed > 0 {
+            tracing::info!(
+                bytes = freed,
+                "pack files rewritten: room of deleted blobs given back"
+            );
+        }
+        Ok(())
+    }
+}

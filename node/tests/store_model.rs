@@ -2,7 +2,8 @@
 //! Property test: the store against a simple in-memory model, across restarts.
 //!
 //! proptest generates sequences of operations (ingest, abandoned ingest, read, list, fixity
-//! check, leftovers of a crashed ingest, restart) and drives the node library directly, on
+//! check, leftovers of a crashed ingest, restart, elimination, the pack compactor's pass)
+//! and drives the node library directly, on
 //! either blob store (files or sled), with 64 KiB blobs so that small files already span
 //! several blobs. After every step the store must agree with the model:
 //! - `list` (whole, and paged with small page sizes) returns exactly the model's records,
@@ -94,6 +95,9 @@ enum Op {
     Eliminate {
         record: usize,
     },
+    /// The pack compactor's pass: rewrites mostly dead packs; nothing a record references
+    /// may change.
+    Reclaim,
 }
 
 fn size() -> impl Strategy<Value = usize> {
@@ -145,6 +149,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u64>(), 1u8..=3).prop_map(|(seed, blobs)| Op::Leftover { seed, blobs }),
         2 => Just(Op::Restart),
         2 => any::<usize>().prop_map(|record| Op::Eliminate { record }),
+        3 => Just(Op::Reclaim),
     ]
 }
 
@@ -629,6 +634,9 @@ impl Harness {
             Op::Leftover { seed, blobs } => self.leftover(*seed, *blobs),
             Op::Restart => self.restart(),
             Op::Eliminate { record } => self.eliminate(*record),
+            Op::Reclaim => {
+                self.archive().store.blobs.reclaim().unwrap();
+            }
         }
         self.check();
     }

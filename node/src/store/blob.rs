@@ -95,6 +95,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     fn on_local_disk(&self) -> bool {
         true
     }
+    /// Gives back the room of deleted blobs where deleting alone does not (pack files);
+    /// returns the bytes freed. Runs while the store serves.
+    fn reclaim(&self) -> Result<u64, BlobError> {
+        Ok(0)
+    }
 }
 
 /// The result of reading a blob and checking its address.

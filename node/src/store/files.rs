@@ -13,7 +13,13 @@
 //! syncs the file system (`syncfs`), which the store calls before it commits a record that
 //! references new blobs. `tmp/` is emptied at start-up: its files belong to writes a crash
 //! interrupted. Deleting a packed blob removes its index entry; its bytes stay in the pack
-//! until a repack (not built yet; only abandoned ingests and destruction delete blobs).
+//! until `reclaim` (the node's `pack-compactor` job, hourly) rewrites the closed packs that
+//! are mostly dead: it copies their live blobs, each checked against its BLAKE3 address,
+//! to the current pack, syncs, moves each index entry only if it still points at the old
+//! place (compare-and-swap: a blob deleted meanwhile stays deleted), flushes the index,
+//! and only then removes the old pack. A crash at any point leaves every entry pointing at
+//! bytes that exist (old or new copy); the next pass finishes. A reader that looked up the
+//! old place just before the removal looks again.
 
 use super::blob::{BlobError, BlobStore};
 use archipel_proto::manifest::BlobId;
@@ -35,12 +41,34 @@ struct PackWriter {
     len: u64,
 }
 
+/// A closed pack is rewritten once at least this share of its bytes is dead.
+const REPACK_DEAD_SHARE: f64 = 0.5;
+
 #[derive(Debug)]
 pub struct FileBlobStore {
     dir: PathBuf,
     tmp_seq: AtomicU64,
     packed: sled::Tree,
     pack: Mutex<Option<PackWriter>>,
+    /// One repack at a time.
+    repacking: Mutex<()>,
+}
+
+fn location_bytes(pack: u32, offset: u64, len: u32) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[0..4].copy_from_slice(&pack.to_be_bytes());
+    v[4..12].copy_from_slice(&offset.to_be_bytes());
+    v[12..16].copy_from_slice(&len.to_be_bytes());
+    v
+}
+
+fn parse_location(v: &[u8]) -> Option<(u32, u64, u32)> {
+    let v: [u8; 16] = v.try_into().ok()?;
+    Some((
+        u32::from_be_bytes(v[0..4].try_into().ok()?),
+        u64::from_be_bytes(v[4..12].try_into().ok()?),
+        u32::from_be_bytes(v[12..16].try_into().ok()?),
+    ))
 }
 
 impl FileBlobStore {
@@ -61,6 +89,7 @@ impl FileBlobStore {
             tmp_seq: AtomicU64::new(0),
             packed: db.open_tree(packed_tree)?,
             pack: Mutex::new(None),
+            repacking: Mutex::new(()),
         })
     }
 
@@ -77,17 +106,7 @@ impl FileBlobStore {
         if guard.as_ref().is_none_or(|p| p.len >= PACK_SIZE) {
             // A fresh pack after the highest existing one: never append to a pack that a
             // crash may have left with a torn tail that an index entry could point past.
-            let next = fs::read_dir(self.dir.join("packs"))?
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()?
-                        .strip_suffix(".pack")?
-                        .parse::<u32>()
-                        .ok()
-                })
-                .max()
-                .map_or(0, |n| n + 1);
+            let next = self.pack_numbers()?.into_iter().max().map_or(0, |n| n + 1);
             let file = fs::OpenOptions::new()
                 .create_new(true)
                 .append(true)
@@ -135,13 +154,103 @@ impl FileBlobStore {
     }
 
     fn packed_at(&self, id: &BlobId) -> Result<Option<(u32, u64, u32)>, BlobError> {
-        Ok(self.packed.get(id)?.and_then(|v| {
-            let v: [u8; 16] = v.as_ref().try_into().ok()?;
-            let pack = u32::from_be_bytes(v[0..4].try_into().ok()?);
-            let offset = u64::from_be_bytes(v[4..12].try_into().ok()?);
-            let len = u32::from_be_bytes(v[12..16].try_into().ok()?);
-            Some((pack, offset, len))
-        }))
+        Ok(self.packed.get(id)?.and_then(|v| parse_location(&v)))
+    }
+
+    fn pack_numbers(&self) -> Result<Vec<u32>, BlobError> {
+        Ok(fs::read_dir(self.dir.join("packs"))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".pack")?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .collect())
+    }
+
+    /// Rewrites the closed packs of which at least `dead_share` of the bytes belong to no
+    /// index entry (see the module's documentation); returns the bytes freed.
+    pub fn repack(&self, dead_share: f64) -> Result<u64, BlobError> {
+        let _one = self
+            .repacking
+            .lock()
+            .map_err(|_| BlobError::Backend("repack lock poisoned".into()))?;
+        let current = self
+            .pack
+            .lock()
+            .map_err(|_| BlobError::Backend("pack writer lock poisoned".into()))?
+            .as_ref()
+            .map(|w| w.number);
+        let mut live: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+        for v in self.packed.iter().values() {
+            if let Some((pack, _, len)) = parse_location(&v?) {
+                *live.entry(pack).or_default() += u64::from(len);
+            }
+        }
+        let mut freed = 0;
+        for pack in self.pack_numbers()? {
+            if Some(pack) == current {
+                continue;
+            }
+            let size = fs::metadata(self.pack_path(pack))?.len();
+            let alive = live.get(&pack).copied().unwrap_or(0);
+            if size == 0 || (size - alive.min(size)) as f64 / (size as f64) < dead_share {
+                continue;
+            }
+            if self.rewrite_pack(pack)? {
+                freed += size.saturating_sub(alive);
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Moves one pack's live blobs to the current pack, then removes it; false (and the
+    /// pack kept) if one of its live blobs does not match its address.
+    fn rewrite_pack(&self, pack: u32) -> Result<bool, BlobError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut moves = Vec::new();
+        let mut file = fs::File::open(self.pack_path(pack))?;
+        for kv in self.packed.iter() {
+            let (k, v) = kv?;
+            let Some((p, offset, len)) = parse_location(&v) else {
+                continue;
+            };
+            if p != pack {
+                continue;
+            }
+            file.seek(SeekFrom::Start(offset))?;
+            let mut bytes = Vec::with_capacity(len as usize);
+            (&mut file).take(u64::from(len)).read_to_end(&mut bytes)?;
+            if blake3::hash(&bytes).as_bytes() != k.as_ref() {
+                // Damaged here: left where it is for scrub to repair, and the pack with it.
+                tracing::warn!(pack, blob = %hex::encode(&k), "repack: blob does not match its address; pack kept");
+                return Ok(false);
+            }
+            let (to, at) = self.append(&bytes)?;
+            moves.push((k, v, location_bytes(to, at, len)));
+        }
+        drop(file);
+        // The copies are on disk before any entry points at them.
+        self.flush()?;
+        for (k, old, new) in &moves {
+            // Deleted (or moved) meanwhile: the copy is dead bytes for a later pass.
+            let _ = self
+                .packed
+                .compare_and_swap(k, Some(old.as_ref()), Some(&new[..]))?;
+        }
+        self.packed.flush()?;
+        let still_used = self.packed.iter().values().any(|v| {
+            v.ok()
+                .and_then(|v| parse_location(&v))
+                .is_some_and(|(p, ..)| p == pack)
+        });
+        if still_used {
+            return Ok(false);
+        }
+        fs::remove_file(self.pack_path(pack))?;
+        Ok(true)
     }
 
     /// Where a blob's bytes are: (file, offset, length). Tests use it to damage blobs.
@@ -174,11 +283,8 @@ impl BlobStore for FileBlobStore {
                 return Ok(());
             }
             let (pack, offset) = self.append(bytes)?;
-            let mut v = [0u8; 16];
-            v[0..4].copy_from_slice(&pack.to_be_bytes());
-            v[4..12].copy_from_slice(&offset.to_be_bytes());
-            v[12..16].copy_from_slice(&(bytes.len() as u32).to_be_bytes());
-            self.packed.insert(id, &v)?;
+            self.packed
+                .insert(id, &location_bytes(pack, offset, bytes.len() as u32))?;
             return Ok(());
         }
         let path = self.path_of(id);
@@ -205,11 +311,19 @@ impl BlobStore for FileBlobStore {
     }
 
     fn get(&self, id: &BlobId) -> Result<Option<Vec<u8>>, BlobError> {
-        if let Some((pack, offset, len)) = self.packed_at(id)? {
+        // A repack may remove the pack between the lookup and the open: look again.
+        let mut last = None;
+        while let Some(at @ (pack, offset, len)) = self.packed_at(id)? {
             use std::io::{Read, Seek, SeekFrom};
             let mut f = match fs::File::open(self.pack_path(pack)) {
                 Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    if last == Some(at) {
+                        return Ok(None);
+                    }
+                    last = Some(at);
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             };
             f.seek(SeekFrom::Start(offset))?;
@@ -274,6 +388,10 @@ impl BlobStore for FileBlobStore {
         rustix::fs::syncfs(&dir).map_err(std::io::Error::from)?;
         Ok(())
     }
+
+    fn reclaim(&self) -> Result<u64, BlobError> {
+        self.repack(REPACK_DEAD_SHARE)
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +428,80 @@ mod tests {
         // A reopened store starts a new pack rather than append after a possibly torn tail.
         s.put(&[1; 32], b"after").unwrap();
         assert_eq!(fs::read_dir(d.path().join("packs")).unwrap().count(), 2);
+    }
+
+    /// Packs mostly dead are rewritten: live blobs read back the same, a blob deleted
+    /// meanwhile stays deleted, the room is given back, and a pack holding a damaged blob is
+    /// kept whole rather than lose it.
+    #[test]
+    fn reclaim_rewrites_mostly_dead_packs_and_keeps_every_live_blob() {
+        let d = tempfile::tempdir().unwrap();
+        let db = db();
+        let blobs: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| {
+                let mut b = vec![(i % 251) as u8; 3000 + i as usize];
+                b[..4].copy_from_slice(&i.to_be_bytes());
+                b
+            })
+            .collect();
+        let id = |b: &[u8]| *blake3::hash(b).as_bytes();
+        // Two closed packs (a reopened store starts a new one): 0 holds 0..100, 1 holds
+        // 100..200.
+        for half in [0..100, 100..200] {
+            let s = FileBlobStore::open(d.path(), &db).unwrap();
+            for b in &blobs[half] {
+                s.put(&id(b), b).unwrap();
+            }
+        }
+        let s = FileBlobStore::open(d.path(), &db).unwrap();
+        // Pack 0: 80% deleted; pack 1: 10% deleted (kept as is).
+        for b in blobs[..80].iter().chain(&blobs[100..110]) {
+            s.delete(&id(b)).unwrap();
+        }
+        let before: u64 = (0..2)
+            .map(|p| fs::metadata(s.pack_path(p)).unwrap().len())
+            .sum();
+        let freed = s.reclaim().unwrap();
+        assert!(!s.pack_path(0).exists(), "pack 0 rewritten and removed");
+        assert!(s.pack_path(1).exists(), "pack 1 under the threshold stays");
+        let dead0: u64 = blobs[..80].iter().map(|b| b.len() as u64).sum();
+        assert_eq!(freed, dead0);
+        let after: u64 = fs::read_dir(d.path().join("packs"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(after, before - dead0);
+        for (i, b) in blobs.iter().enumerate() {
+            let got = s.get(&id(b)).unwrap();
+            if i < 80 || (100..110).contains(&i) {
+                assert!(got.is_none(), "blob {i} deleted");
+            } else {
+                assert_eq!(got.as_deref(), Some(&b[..]), "blob {i}");
+            }
+        }
+        // Survives reopening: the index points at the new copies.
+        drop(s);
+        let s = FileBlobStore::open(d.path(), &db).unwrap();
+        for b in &blobs[80..100] {
+            assert_eq!(s.get(&id(b)).unwrap().as_deref(), Some(&b[..]));
+        }
+        // Pack 1 mostly dead now, one of its live blobs damaged: nothing moves.
+        for b in &blobs[110..190] {
+            s.delete(&id(b)).unwrap();
+        }
+        let (path, offset, _) = s.location(&id(&blobs[195])).unwrap().unwrap();
+        let mut raw = fs::read(&path).unwrap();
+        raw[offset as usize] ^= 1;
+        fs::write(&path, raw).unwrap();
+        assert_eq!(s.reclaim().unwrap(), 0);
+        assert!(
+            s.pack_path(1).exists(),
+            "a pack with a damaged blob is kept"
+        );
+        assert_eq!(
+            s.get(&id(&blobs[190])).unwrap().as_deref(),
+            Some(&blobs[190][..])
+        );
     }
 
     #[test]

@@ -262,6 +262,14 @@ impl BlobStore for LayeredBlobStore {
     fn read_ahead(&self) -> usize {
         self.layers().primary.read_ahead()
     }
+    fn reclaim(&self) -> Result<u64, BlobError> {
+        // Not during a migration: the source is about to be left behind anyway.
+        let l = self.layers();
+        match &l.fallback {
+            None => l.primary.reclaim(),
+            Some(_) => Ok(0),
+        }
+    }
     fn get_many(&self, ids: &[BlobId]) -> Vec<Result<Option<Vec<u8>>, BlobError>> {
         let (primary, fallback) = {
             let l = self.layers();
