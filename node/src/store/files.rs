@@ -43,6 +43,10 @@ struct PackWriter {
 
 /// A closed pack is rewritten once at least this share of its bytes is dead.
 const REPACK_DEAD_SHARE: f64 = 0.5;
+/// A pack is rewritten only if the disk keeps this much free beyond the copies: the
+/// node's disk reserve (256 MiB by default) is enforced on ingest, and sled must never
+/// meet a full disk.
+const REPACK_MARGIN: u64 = 1 << 30;
 
 #[derive(Debug)]
 pub struct FileBlobStore {
@@ -52,6 +56,9 @@ pub struct FileBlobStore {
     pack: Mutex<Option<PackWriter>>,
     /// One repack at a time.
     repacking: Mutex<()>,
+    /// Held (read) by a small put from its append to its index entry; a repack takes it
+    /// (write) before it removes a pack, so no put can still be about to point into it.
+    indexing: std::sync::RwLock<()>,
 }
 
 fn location_bytes(pack: u32, offset: u64, len: u32) -> [u8; 16] {
@@ -90,6 +97,7 @@ impl FileBlobStore {
             packed: db.open_tree(packed_tree)?,
             pack: Mutex::new(None),
             repacking: Mutex::new(()),
+            indexing: std::sync::RwLock::new(()),
         })
     }
 
@@ -121,7 +129,12 @@ impl FileBlobStore {
             .as_mut()
             .ok_or_else(|| BlobError::Backend("no pack writer".into()))?;
         let offset = w.len;
-        w.file.write_all(bytes)?;
+        if let Err(e) = w.file.write_all(bytes) {
+            // Part of it may be written: the offsets after it would be wrong. The next
+            // small blob starts a new pack.
+            *guard = None;
+            return Err(e.into());
+        }
         w.len += bytes.len() as u64;
         Ok((w.number, offset))
     }
@@ -177,12 +190,19 @@ impl FileBlobStore {
             .repacking
             .lock()
             .map_err(|_| BlobError::Backend("repack lock poisoned".into()))?;
-        let current = self
-            .pack
-            .lock()
-            .map_err(|_| BlobError::Backend("pack writer lock poisoned".into()))?
-            .as_ref()
-            .map(|w| w.number);
+        // Closed packs only: those below the one being written. Packs are numbered upwards,
+        // so a pack created from now on is never among these; with no writer yet, every
+        // pack listed now is closed.
+        let closed: Vec<u32> = {
+            let writer = self
+                .pack
+                .lock()
+                .map_err(|_| BlobError::Backend("pack writer lock poisoned".into()))?;
+            let current = writer.as_ref().map(|w| w.number);
+            let mut packs = self.pack_numbers()?;
+            packs.retain(|p| current.is_none_or(|c| *p < c));
+            packs
+        };
         let mut live: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
         for v in self.packed.iter().values() {
             if let Some((pack, _, len)) = parse_location(&v?) {
@@ -190,13 +210,17 @@ impl FileBlobStore {
             }
         }
         let mut freed = 0;
-        for pack in self.pack_numbers()? {
-            if Some(pack) == current {
-                continue;
-            }
+        for pack in closed {
             let size = fs::metadata(self.pack_path(pack))?.len();
             let alive = live.get(&pack).copied().unwrap_or(0);
             if size == 0 || (size - alive.min(size)) as f64 / (size as f64) < dead_share {
+                continue;
+            }
+            if self
+                .free_bytes()
+                .is_some_and(|f| f < alive.saturating_add(REPACK_MARGIN))
+            {
+                tracing::warn!(pack, "repack: not enough free disk to rewrite this pack");
                 continue;
             }
             if self.rewrite_pack(pack)? {
@@ -206,11 +230,20 @@ impl FileBlobStore {
         Ok(freed)
     }
 
-    /// Moves one pack's live blobs to the current pack, then removes it; false (and the
-    /// pack kept) if one of its live blobs does not match its address.
-    fn rewrite_pack(&self, pack: u32) -> Result<bool, BlobError> {
+    fn free_bytes(&self) -> Option<u64> {
+        rustix::fs::statvfs(&self.dir)
+            .ok()
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
+    /// Passes each index entry (ID, location) pointing into `pack` to `each`, with its
+    /// bytes checked against the ID; false as soon as one does not match.
+    fn live_in(
+        &self,
+        pack: u32,
+        mut each: impl FnMut(sled::IVec, sled::IVec, Vec<u8>) -> Result<(), BlobError>,
+    ) -> Result<bool, BlobError> {
         use std::io::{Read, Seek, SeekFrom};
-        let mut moves = Vec::new();
         let mut file = fs::File::open(self.pack_path(pack))?;
         for kv in self.packed.iter() {
             let (k, v) = kv?;
@@ -224,14 +257,31 @@ impl FileBlobStore {
             let mut bytes = Vec::with_capacity(len as usize);
             (&mut file).take(u64::from(len)).read_to_end(&mut bytes)?;
             if blake3::hash(&bytes).as_bytes() != k.as_ref() {
-                // Damaged here: left where it is for scrub to repair, and the pack with it.
                 tracing::warn!(pack, blob = %hex::encode(&k), "repack: blob does not match its address; pack kept");
                 return Ok(false);
             }
-            let (to, at) = self.append(&bytes)?;
-            moves.push((k, v, location_bytes(to, at, len)));
+            each(k, v, bytes)?;
         }
-        drop(file);
+        Ok(true)
+    }
+
+    /// Moves one pack's live blobs to the current pack, then removes it; false (the pack
+    /// kept, nothing copied) if one of its live blobs does not match its address: it stays
+    /// where it is, for scrub to repair.
+    fn rewrite_pack(&self, pack: u32) -> Result<bool, BlobError> {
+        // Checked first, copied after: a pack that is kept gets no copies made in vain.
+        if !self.live_in(pack, |_, _, _| Ok(()))? {
+            return Ok(false);
+        }
+        let mut moves = Vec::new();
+        let whole = self.live_in(pack, |k, v, bytes| {
+            let (to, at) = self.append(&bytes)?;
+            moves.push((k, v, location_bytes(to, at, bytes.len() as u32)));
+            Ok(())
+        })?;
+        if !whole {
+            return Ok(false);
+        }
         // The copies are on disk before any entry points at them.
         self.flush()?;
         for (k, old, new) in &moves {
@@ -241,6 +291,11 @@ impl FileBlobStore {
                 .compare_and_swap(k, Some(old.as_ref()), Some(&new[..]))?;
         }
         self.packed.flush()?;
+        // No put is between its append and its index entry while this is held.
+        let _no_put = self
+            .indexing
+            .write()
+            .map_err(|_| BlobError::Backend("pack index lock poisoned".into()))?;
         let still_used = self.packed.iter().values().any(|v| {
             v.ok()
                 .and_then(|v| parse_location(&v))
@@ -279,6 +334,10 @@ fn parse_id(name: &str) -> Option<BlobId> {
 impl BlobStore for FileBlobStore {
     fn put(&self, id: &BlobId, bytes: &[u8]) -> Result<(), BlobError> {
         if bytes.len() < PACK_BELOW {
+            let _indexing = self
+                .indexing
+                .read()
+                .map_err(|_| BlobError::Backend("pack index lock poisoned".into()))?;
             if self.packed.contains_key(id)? {
                 return Ok(());
             }
@@ -493,15 +552,97 @@ mod tests {
         let mut raw = fs::read(&path).unwrap();
         raw[offset as usize] ^= 1;
         fs::write(&path, raw).unwrap();
+        let packs_bytes = || -> u64 {
+            fs::read_dir(d.path().join("packs"))
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum()
+        };
+        let before = packs_bytes();
         assert_eq!(s.reclaim().unwrap(), 0);
         assert!(
             s.pack_path(1).exists(),
             "a pack with a damaged blob is kept"
         );
         assert_eq!(
+            packs_bytes(),
+            before,
+            "nothing copied for a pack that is kept"
+        );
+        assert_eq!(
             s.get(&id(&blobs[190])).unwrap().as_deref(),
             Some(&blobs[190][..])
         );
+    }
+
+    /// Repacks running while blobs are written and deleted (as at start-up, when the
+    /// compactor's first pass meets ingests): every blob put and not deleted reads back,
+    /// before and after reopening.
+    #[test]
+    fn reclaim_while_writing_loses_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let db = db();
+        let id = |b: &[u8]| *blake3::hash(b).as_bytes();
+        let blob = |i: u32| {
+            let mut b = vec![(i % 249) as u8; 2000 + (i as usize % 700)];
+            b[..4].copy_from_slice(&i.to_be_bytes());
+            b
+        };
+        // Closed packs, all dead (so that the compactor's own copies do not keep the pack
+        // being written alive: that pack must look dead to it for a while).
+        for round in 0..4u32 {
+            let s = FileBlobStore::open(d.path(), &db).unwrap();
+            for i in round * 100..round * 100 + 100 {
+                s.put(&id(&blob(i)), &blob(i)).unwrap();
+                s.delete(&id(&blob(i))).unwrap();
+            }
+        }
+        let s = std::sync::Arc::new(FileBlobStore::open(d.path(), &db).unwrap());
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        let writing = std::sync::Arc::new(AtomicBool::new(true));
+        let passes = std::sync::Arc::new(AtomicUsize::new(0));
+        let compactor = {
+            let (s, writing, passes) = (s.clone(), writing.clone(), passes.clone());
+            std::thread::spawn(move || {
+                while writing.load(SeqCst) || passes.load(SeqCst) < 3 {
+                    s.reclaim().unwrap();
+                    passes.fetch_add(1, SeqCst);
+                }
+            })
+        };
+        let mut kept = Vec::new();
+        // First blobs that go at once (duplicate or abandoned ingests: the pack being
+        // written is all dead for a while), then blobs that stay, in that same pack.
+        for i in 1000..1600u32 {
+            if i == 1300 {
+                // The pack being written is all dead now: let the compactor look at it.
+                let seen = passes.load(SeqCst);
+                while passes.load(SeqCst) < seen + 2 {
+                    std::thread::yield_now();
+                }
+            }
+            s.put(&id(&blob(i)), &blob(i)).unwrap();
+            if i < 1300 || i % 3 == 0 {
+                s.delete(&id(&blob(i))).unwrap();
+            } else {
+                kept.push(i);
+            }
+        }
+        writing.store(false, SeqCst);
+        compactor.join().unwrap();
+        s.reclaim().unwrap();
+        let check = |s: &FileBlobStore| {
+            for &i in &kept {
+                assert_eq!(
+                    s.get(&id(&blob(i))).unwrap().as_deref(),
+                    Some(&blob(i)[..]),
+                    "blob {i}"
+                );
+            }
+        };
+        check(&s);
+        drop(s);
+        check(&FileBlobStore::open(d.path(), &db).unwrap());
     }
 
     #[test]

@@ -263,12 +263,17 @@ impl BlobStore for LayeredBlobStore {
         self.layers().primary.read_ahead()
     }
     fn reclaim(&self) -> Result<u64, BlobError> {
-        // Not during a migration: the source is about to be left behind anyway.
-        let l = self.layers();
-        match &l.fallback {
-            None => l.primary.reclaim(),
-            Some(_) => Ok(0),
-        }
+        // Not during a migration: the source is about to be left behind anyway. The layers
+        // are not held during the pass (a migration may start meanwhile: the repack stays
+        // safe for the readers of the source).
+        let primary = {
+            let l = self.layers();
+            if l.fallback.is_some() {
+                return Ok(0);
+            }
+            l.primary.clone()
+        };
+        primary.reclaim()
     }
     fn get_many(&self, ids: &[BlobId]) -> Vec<Result<Option<Vec<u8>>, BlobError>> {
         let (primary, fallback) = {
