@@ -120,7 +120,25 @@ impl std::fmt::Debug for TestCluster {
 }
 
 /// A free loopback port (bound then released; the node binds it right after).
+/// A free loopback port for a node to bind right after. Picked at random below the
+/// kernel's ephemeral range, which bind(0) and outgoing connections draw from: a port the
+/// kernel handed out would be released here and could be handed to another test's
+/// connection before the node binds it (seen as "Address already in use" under CI load).
 pub fn free_port() -> u16 {
+    use rand::Rng;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let mut rng = rand::thread_rng();
+    if low > 12_000 {
+        for _ in 0..100 {
+            let port = rng.gen_range(10_000..low);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -232,10 +250,24 @@ impl TestCluster {
             root,
         };
         for i in 0..n {
-            c.write_config(i);
-            c.nodes[i]
-                .start()
-                .unwrap_or_else(|e| panic!("start node {i}: {e:#}"));
+            // A port free when picked may be taken before the node binds it (tests run in
+            // parallel): then the node is started again on another one.
+            let mut attempts = 0;
+            loop {
+                c.write_config(i);
+                match c.nodes[i].start() {
+                    Ok(()) => break,
+                    Err(e)
+                        if attempts < 5 && format!("{e:#}").contains("Address already in use") =>
+                    {
+                        attempts += 1;
+                        c.listen[i] = format!("127.0.0.1:{}", free_port())
+                            .parse()
+                            .expect("socket address");
+                    }
+                    Err(e) => panic!("start node {i}: {e:#}"),
+                }
+            }
         }
         // Proxies after the nodes bound their listeners, so no proxy takes a node's port.
         c.links = (0..n)

@@ -5,14 +5,8 @@
 mod http;
 
 use archipel_tests::TestNode;
+use archipel_tests::cluster::free_port;
 use std::io::Write;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn value(text: &str, series: &str) -> f64 {
     text.lines()

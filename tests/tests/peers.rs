@@ -1,17 +1,10 @@
 //! Peers: territories pin each other by node ID and talk over mutual TLS; a node nobody
 //! pinned is refused; changes apply without a restart and are in the audit log.
 
+use archipel_tests::cluster::free_port;
 use archipel_tests::{TestNode, expect_code};
 use serde_json::Value;
 use std::path::Path;
-
-/// A free loopback port (bound then released; the node binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn node(root: &Path, name: &str, territory: &str) -> (TestNode, String) {
     let address = format!("127.0.0.1:{}", free_port());
