@@ -835,19 +835,9 @@ pub async fn export(
             .eliminations;
         let mut lines = String::new();
         for e in &eliminations {
-            let receipts: Vec<serde_json::Value> = e
-                .holders
-                .iter()
-                .map(|h| json!({"node_id": h.node_id, "state": h.state, "quarantined_until": h.quarantined_until, "receipt": h.receipt}))
-                .collect();
-            lines.push_str(&serde_json::to_string(&json!({
-                "record": e.record_id,
-                "visa": e.visa,
-                "time": e.time,
-                "tombstone": e.tombstone,
-                "signature": e.signature,
-                "holders": receipts,
-            }))?);
+            lines.push_str(&serde_json::to_string(
+                &crate::eliminate::elimination_json(e),
+            )?);
             lines.push('\n');
         }
         write_atomic(&out.join("log/eliminations.jsonl"), &lines)?;

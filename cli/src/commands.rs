@@ -473,10 +473,9 @@ async fn fetch(
     Ok(written)
 }
 
-/// How many files of one record `archipel get` reads at once (small ones; see `get`).
+/// How many files of one record `archipel get` reads at once (small ones; a file spanning
+/// N blobs takes N of these permits; see `get`).
 const PARALLEL_FILES: usize = 8;
-/// A node's default blob size: a file spanning N blobs takes N of the permits above.
-const BLOB_BYTES: u64 = 4 << 20;
 
 async fn get(
     node: &str,
@@ -556,7 +555,7 @@ async fn get(
             };
             let bar = &bar;
             let permits = permits.clone();
-            let weight = f.size.div_ceil(BLOB_BYTES).clamp(1, PARALLEL_FILES as u64) as u32;
+            let weight = f.blobs.clamp(1, PARALLEL_FILES as u64) as u32;
             async move {
                 let _slot = permits.acquire_many(weight).await?;
                 let n = fetch(&mut c, req, Some(&dest), bar).await?;
@@ -600,28 +599,21 @@ async fn ls(
     if limit > 0 {
         all.truncate(limit);
     }
-    if json_out {
+    output::print_list(json_out, &all, record_json, |r| {
+        let m = r.metadata.clone().unwrap_or_default();
         println!(
-            "{}",
-            serde_json::Value::Array(all.iter().map(record_json).collect())
+            "{}  {:<10}  {:>10}  {:<18}  {}",
+            r.id,
+            output::dates(&m),
+            human_size(r.size),
+            if m.communicability.is_empty() {
+                "-"
+            } else {
+                &m.communicability
+            },
+            m.title
         );
-    } else {
-        for r in &all {
-            let m = r.metadata.clone().unwrap_or_default();
-            println!(
-                "{}  {:<10}  {:>10}  {:<18}  {}",
-                r.id,
-                output::dates(&m),
-                human_size(r.size),
-                if m.communicability.is_empty() {
-                    "-"
-                } else {
-                    &m.communicability
-                },
-                m.title
-            );
-        }
-    }
+    });
     Ok(ExitCode::SUCCESS)
 }
 

@@ -20,7 +20,8 @@ pub struct EliminateArgs {
     status: bool,
 }
 
-fn elimination_json(e: &Elimination) -> serde_json::Value {
+/// One elimination as `--json` and the reversibility export (`log/eliminations.jsonl`) give it.
+pub fn elimination_json(e: &Elimination) -> serde_json::Value {
     json!({
         "record": e.record_id,
         "visa": e.visa,
@@ -86,15 +87,6 @@ pub async fn run(node: &str, json_out: bool, args: EliminateArgs) -> anyhow::Res
         }
         answer.eliminated
     };
-    if json_out {
-        println!(
-            "{}",
-            serde_json::Value::Array(list.iter().map(elimination_json).collect())
-        );
-    } else {
-        for e in &list {
-            print(e);
-        }
-    }
+    crate::output::print_list(json_out, &list, elimination_json, print);
     Ok(ExitCode::SUCCESS)
 }

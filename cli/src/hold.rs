@@ -54,16 +54,9 @@ pub async fn run(node: &str, json_out: bool, cmd: HoldCommand) -> anyhow::Result
         }
         HoldCommand::Ls => {
             let holds = c.hold_list(HoldListRequest {}).await?.into_inner().holds;
-            if json_out {
-                println!(
-                    "{}",
-                    serde_json::Value::Array(holds.iter().map(hold_json).collect())
-                );
-            } else {
-                for h in &holds {
-                    println!("{}  {}  {}", h.record_id, h.set_at, h.reason);
-                }
-            }
+            crate::output::print_list(json_out, &holds, hold_json, |h| {
+                println!("{}  {}  {}", h.record_id, h.set_at, h.reason)
+            });
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -146,3 +146,12 @@ pub fn verify_json(r: &VerifyReport) -> Value {
         "problems": r.problems,
     })
 }
+
+/// A list on stdout: one JSON array with `--json`, else each item as `line` prints it.
+pub fn print_list<T>(json_out: bool, items: &[T], json: impl Fn(&T) -> Value, line: impl Fn(&T)) {
+    if json_out {
+        println!("{}", Value::Array(items.iter().map(json).collect()));
+    } else {
+        items.iter().for_each(line);
+    }
+}

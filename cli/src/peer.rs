@@ -101,25 +101,18 @@ pub async fn run(node: &str, json_out: bool, cmd: PeerCommand) -> anyhow::Result
         }
         PeerCommand::Ls => {
             let peers = c.peer_list(PeerListRequest {}).await?.into_inner().peers;
-            if json_out {
+            crate::output::print_list(json_out, &peers, status_json, |s| {
+                let p = s.peer.clone().unwrap_or_default();
+                let state = if s.reachable {
+                    "up".to_string()
+                } else {
+                    format!("DOWN ({})", s.error)
+                };
                 println!(
-                    "{}",
-                    serde_json::Value::Array(peers.iter().map(status_json).collect())
+                    "{}  {:<21}  {:<30}  {}",
+                    p.node_id, p.address, p.territory, state
                 );
-            } else {
-                for s in &peers {
-                    let p = s.peer.clone().unwrap_or_default();
-                    let state = if s.reachable {
-                        "up".to_string()
-                    } else {
-                        format!("DOWN ({})", s.error)
-                    };
-                    println!(
-                        "{}  {:<21}  {:<30}  {}",
-                        p.node_id, p.address, p.territory, state
-                    );
-                }
-            }
+            });
         }
     }
     Ok(ExitCode::SUCCESS)

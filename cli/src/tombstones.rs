@@ -91,15 +91,6 @@ pub async fn run(node: &str, json_out: bool, cmd: TombstonesCommand) -> anyhow::
             .into_inner(),
         ],
     };
-    if json_out {
-        println!(
-            "{}",
-            serde_json::Value::Array(list.iter().map(tombstone_json).collect())
-        );
-    } else {
-        for t in &list {
-            print(t);
-        }
-    }
+    crate::output::print_list(json_out, &list, tombstone_json, print);
     Ok(ExitCode::SUCCESS)
 }

@@ -8,13 +8,19 @@ use tokio::task::JoinHandle;
 pub trait Worker: Send + 'static {
     fn name(&self) -> &'static str;
     fn interval(&self) -> Duration;
+    /// When the first run comes: at once by default; a job with nothing to do at start-up
+    /// waits one interval instead.
+    fn first_run_after(&self) -> Duration {
+        Duration::ZERO
+    }
     fn run_once(&mut self) -> Result<(), String>;
 }
 
 /// Runs `worker` every `interval` until `shutdown` turns true.
 pub fn spawn<W: Worker>(mut worker: W, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(worker.interval());
+        let first = tokio::time::Instant::now() + worker.first_run_after();
+        let mut tick = tokio::time::interval_at(first, worker.interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -101,6 +107,11 @@ impl Worker for PackCompactor {
         "pack-compactor"
     }
     fn interval(&self) -> Duration {
+        self.every
+    }
+    /// Not at start-up: a pass reads every namespace's whole pack index, and dead bytes
+    /// can wait an hour.
+    fn first_run_after(&self) -> Duration {
         self.every
     }
     fn run_once(&mut self) -> Result<(), String> {

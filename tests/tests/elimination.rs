@@ -582,6 +582,24 @@ fn acknowledged_eliminations_survive_sigkill_and_leave_no_orphan_blob() {
     check_no_orphan_blob(&node.data, &left);
 }
 
+/// Waits until node `i` lists the tombstone of `record` in `state`; returns the entry.
+fn wait_held_tombstone(cluster: &TestCluster, i: usize, record: &str, state: &str) -> Value {
+    archipel_tests::cluster::wait_for(
+        Duration::from_secs(60),
+        &format!("the tombstone of {record} {state} at node {i}"),
+        || {
+            let l = cluster.node(i).cli_json(&["tombstones", "ls"]);
+            l.as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .find(|t| t["record"] == record && t["state"] == state)
+                })
+                .cloned()
+                .ok_or_else(|| l.to_string())
+        },
+    )
+}
+
 /// A holder's archivist doubts an elimination (a compromised origin could order many):
 /// they suspend the deletion, the copy outlives the quarantine, then they resume it and the
 /// copy goes, with its receipt. Every step is logged at the holder; bad requests are refused
@@ -692,17 +710,7 @@ fn a_holder_suspends_a_doubtful_deletion_past_its_quarantine_then_resumes_it() {
     // The quarantine ends (the holder restarts with none): the other copy is deleted at
     // the next pass, the suspended one stays.
     without_quarantine(&mut cluster, 1);
-    archipel_tests::cluster::wait_for(
-        Duration::from_secs(60),
-        "the unsuspended copy deleted after the quarantine",
-        || {
-            let l = listed(&cluster);
-            match state_of(&l, &fine) {
-                Some(t) if t["state"] == "deleted" => Ok(()),
-                _ => Err(l.to_string()),
-            }
-        },
-    );
+    wait_held_tombstone(&cluster, 1, &fine, "deleted");
     let l = listed(&cluster);
     assert_eq!(state_of(&l, &doubt).unwrap()["state"], "suspended", "{l}");
     cluster.stop(1);
@@ -714,17 +722,7 @@ fn a_holder_suspends_a_doubtful_deletion_past_its_quarantine_then_resumes_it() {
     let n1 = cluster.node(1);
     let r = n1.cli_json(&["tombstones", "resume", &origin, &doubt]);
     assert_eq!(r[0]["state"], "quarantined", "{r}");
-    let t = archipel_tests::cluster::wait_for(
-        Duration::from_secs(60),
-        "the resumed deletion done",
-        || {
-            let l = listed(&cluster);
-            match state_of(&l, &doubt) {
-                Some(t) if t["state"] == "deleted" => Ok(t),
-                _ => Err(l.to_string()),
-            }
-        },
-    );
+    let t = wait_held_tombstone(&cluster, 1, &doubt, "deleted");
     assert!(
         t["receipt"]
             .as_str()

@@ -414,9 +414,7 @@ impl ArchiveApi for AdminService {
     ) -> Result<Response<pb::EliminationsResponse>, Status> {
         let id = request.into_inner().record_id;
         let a = self.archive.clone();
-        let eliminations = tokio::task::spawn_blocking(move || elimination::eliminations(&a, &id))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))??;
+        let eliminations = blocking(move || elimination::eliminations(&a, &id)).await??;
         Ok(Response::new(pb::EliminationsResponse { eliminations }))
     }
 
@@ -426,11 +424,8 @@ impl ArchiveApi for AdminService {
     ) -> Result<Response<pb::ReceivedTombstonesResponse>, Status> {
         let origin = request.into_inner().origin;
         let a = self.archive.clone();
-        let tombstones = tokio::task::spawn_blocking(move || {
-            crate::federation::suspension::received(&a, origin.trim())
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        let tombstones =
+            blocking(move || crate::federation::suspension::received(&a, origin.trim())).await??;
         Ok(Response::new(pb::ReceivedTombstonesResponse { tombstones }))
     }
 
@@ -440,7 +435,7 @@ impl ArchiveApi for AdminService {
     ) -> Result<Response<pb::ReceivedTombstone>, Status> {
         let r = request.into_inner();
         let a = self.archive.clone();
-        let t = tokio::task::spawn_blocking(move || {
+        let t = blocking(move || {
             crate::federation::suspension::suspend(
                 &a,
                 r.origin.trim(),
@@ -449,8 +444,7 @@ impl ArchiveApi for AdminService {
                 r.resume,
             )
         })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        .await??;
         Ok(Response::new(t))
     }
 

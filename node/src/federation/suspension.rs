@@ -113,7 +113,8 @@ pub fn suspend(
         .change_with_events(&stones, &k, &events, |current| {
             let unknown = || -> crate::error::Error {
                 FederationError::NotFound(format!(
-                    "no tombstone received from {origin} for record {record_id}"
+                    "no tombstone received from {origin} for record {record_id} \
+                     (`archipel tombstones ls` lists those received, origin first)"
                 ))
                 .into()
             };

@@ -437,6 +437,21 @@ pub async fn propagate(archive: &Arc<Archive>) -> Result<u32, FederationError> {
     Ok(received)
 }
 
+/// Rewrites an elimination's state when `change` says it changed it.
+fn update_state(
+    archive: &Archive,
+    record_id: &str,
+    change: impl Fn(&mut EliminationState) -> bool,
+) -> Result<(), FederationError> {
+    archive
+        .store
+        .update_tombstone(record_id, |old| {
+            let mut s = EliminationState::decode(old).ok()?;
+            change(&mut s).then(|| s.encode_to_vec())
+        })
+        .map_err(storage)
+}
+
 async fn send(
     archive: &Arc<Archive>,
     peer: &Peer,
@@ -486,18 +501,14 @@ async fn send(
                     tracing::warn!(holder = %peer.node_id, record = %a.record_id, "deletion receipt for something else");
                     continue;
                 }
-                let holder = peer.node_id.clone();
+                let holder = &peer.node_id;
                 let detail = *blake3::hash(signed.text.as_bytes()).as_bytes();
-                archive
-                    .store
-                    .update_tombstone(&a.record_id, |old| {
-                        let mut s = EliminationState::decode(old).ok()?;
-                        s.quarantined_until.remove(&holder);
-                        s.refused.remove(&holder);
-                        s.receipts.insert(holder.clone(), signed.clone());
-                        Some(s.encode_to_vec())
-                    })
-                    .map_err(storage)?;
+                update_state(archive, &a.record_id, |s| {
+                    s.quarantined_until.remove(holder);
+                    s.refused.remove(holder);
+                    s.receipts.insert(holder.clone(), signed.clone());
+                    true
+                })?;
                 archive
                     .append_event(
                         "deletion",
@@ -510,22 +521,15 @@ async fn send(
                 received += 1;
             }
             Ok(State::Quarantined) => {
-                let holder = peer.node_id.clone();
-                let until = a.delete_after.clone();
-                archive
-                    .store
-                    .update_tombstone(&a.record_id, |old| {
-                        let mut s = EliminationState::decode(old).ok()?;
-                        if s.quarantined_until.get(&holder) == Some(&until)
-                            && !s.refused.contains_key(&holder)
-                        {
-                            return None;
-                        }
-                        s.refused.remove(&holder);
-                        s.quarantined_until.insert(holder.clone(), until.clone());
-                        Some(s.encode_to_vec())
-                    })
-                    .map_err(storage)?;
+                let holder = &peer.node_id;
+                update_state(archive, &a.record_id, |s| {
+                    let unchanged = s.quarantined_until.get(holder) == Some(&a.delete_after)
+                        && !s.refused.contains_key(holder);
+                    s.refused.remove(holder);
+                    s.quarantined_until
+                        .insert(holder.clone(), a.delete_after.clone());
+                    !unchanged
+                })?;
             }
             _ => {
                 // The holder's words, shown to our archivist: printable, and short.
@@ -538,25 +542,20 @@ async fn send(
                 if reason.is_empty() {
                     reason = "no reason given".into();
                 }
-                let holder = peer.node_id.clone();
-                let changed = std::sync::atomic::AtomicBool::new(false);
-                archive
-                    .store
-                    .update_tombstone(&a.record_id, |old| {
-                        let mut s = EliminationState::decode(old).ok()?;
-                        if s.refused.get(&holder) == Some(&reason) {
-                            return None;
-                        }
-                        s.quarantined_until.remove(&holder);
-                        s.refused.insert(holder.clone(), reason.clone());
-                        changed.store(true, std::sync::atomic::Ordering::Relaxed);
-                        Some(s.encode_to_vec())
-                    })
-                    .map_err(storage)?;
-                // Asked again on every pass: said once per new reason.
-                if changed.load(std::sync::atomic::Ordering::Relaxed) {
-                    tracing::warn!(holder = %peer.node_id, record = %a.record_id, reason = %reason, "holder refused a tombstone");
+                let holder = &peer.node_id;
+                // Asked again on every pass: said once per new reason (the state this pass
+                // started from says what was known).
+                if state.refused.get(holder) != Some(&reason) {
+                    tracing::warn!(holder = %holder, record = %a.record_id, reason = %reason, "holder refused a tombstone");
                 }
+                update_state(archive, &a.record_id, |s| {
+                    if s.refused.get(holder) == Some(&reason) {
+                        return false;
+                    }
+                    s.quarantined_until.remove(holder);
+                    s.refused.insert(holder.clone(), reason.clone());
+                    true
+                })?;
             }
         }
     }

@@ -57,8 +57,21 @@ pub struct FileBlobStore {
     /// One repack at a time.
     repacking: Mutex<()>,
     /// Held (read) by a small put from its append to its index entry; a repack takes it
-    /// (write) before it removes a pack, so no put can still be about to point into it.
+    /// (write) once before it lists a closed pack's entries, so that no put is still about
+    /// to point into that pack.
     indexing: std::sync::RwLock<()>,
+}
+
+/// One blob of a pack, as its index entry says.
+struct PackEntry {
+    id: sled::IVec,
+    location: sled::IVec,
+    offset: u64,
+    len: u32,
+}
+
+fn blob_id(k: &[u8]) -> Result<BlobId, BlobError> {
+    BlobId::try_from(k).map_err(|_| BlobError::Backend("pack index key is not a blob ID".into()))
 }
 
 fn location_bytes(pack: u32, offset: u64, len: u32) -> [u8; 16] {
@@ -216,11 +229,14 @@ impl FileBlobStore {
             if size == 0 || (size - alive.min(size)) as f64 / (size as f64) < dead_share {
                 continue;
             }
-            if self
-                .free_bytes()
-                .is_some_and(|f| f < alive.saturating_add(REPACK_MARGIN))
-            {
-                tracing::warn!(pack, "repack: not enough free disk to rewrite this pack");
+            let needed = alive.saturating_add(REPACK_MARGIN);
+            if let Some(free) = super::free_bytes_at(&self.dir).filter(|f| *f < needed) {
+                tracing::warn!(
+                    pack,
+                    free_mib = free >> 20,
+                    needed_mib = needed >> 20,
+                    "repack skipped: free some disk space to give back this pack's dead bytes"
+                );
                 continue;
             }
             if self.rewrite_pack(pack)? {
@@ -230,79 +246,82 @@ impl FileBlobStore {
         Ok(freed)
     }
 
-    fn free_bytes(&self) -> Option<u64> {
-        rustix::fs::statvfs(&self.dir)
-            .ok()
-            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-    }
-
-    /// Passes each index entry (ID, location) pointing into `pack` to `each`, with its
-    /// bytes checked against the ID; false as soon as one does not match.
-    fn live_in(
-        &self,
-        pack: u32,
-        mut each: impl FnMut(sled::IVec, sled::IVec, Vec<u8>) -> Result<(), BlobError>,
-    ) -> Result<bool, BlobError> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut file = fs::File::open(self.pack_path(pack))?;
+    /// The index entries pointing into `pack`: (ID, location as stored, offset, length).
+    fn entries_of(&self, pack: u32) -> Result<Vec<PackEntry>, BlobError> {
+        let mut out = Vec::new();
         for kv in self.packed.iter() {
             let (k, v) = kv?;
-            let Some((p, offset, len)) = parse_location(&v) else {
-                continue;
-            };
-            if p != pack {
-                continue;
+            if let Some((p, offset, len)) = parse_location(&v)
+                && p == pack
+            {
+                out.push(PackEntry {
+                    id: k,
+                    location: v,
+                    offset,
+                    len,
+                });
             }
-            file.seek(SeekFrom::Start(offset))?;
-            let mut bytes = Vec::with_capacity(len as usize);
-            (&mut file).take(u64::from(len)).read_to_end(&mut bytes)?;
-            if blake3::hash(&bytes).as_bytes() != k.as_ref() {
-                tracing::warn!(pack, blob = %hex::encode(&k), "repack: blob does not match its address; pack kept");
-                return Ok(false);
-            }
-            each(k, v, bytes)?;
         }
-        Ok(true)
+        Ok(out)
     }
 
     /// Moves one pack's live blobs to the current pack, then removes it; false (the pack
     /// kept, nothing copied) if one of its live blobs does not match its address: it stays
     /// where it is, for scrub to repair.
     fn rewrite_pack(&self, pack: u32) -> Result<bool, BlobError> {
+        use std::io::{Read, Seek, SeekFrom};
+        // A barrier: a put that appended to this pack while it was still being written has
+        // indexed it once no put holds `indexing`. The pack is closed, so from here on its
+        // entries can only go (deletes) or move (re-puts go to the current pack).
+        drop(
+            self.indexing
+                .write()
+                .map_err(|_| BlobError::Backend("pack index lock poisoned".into()))?,
+        );
+        let entries = self.entries_of(pack)?;
+        let mut file = fs::File::open(self.pack_path(pack))?;
+        let mut read = |e: &PackEntry| -> Result<Option<Vec<u8>>, BlobError> {
+            file.seek(SeekFrom::Start(e.offset))?;
+            let mut bytes = Vec::with_capacity(e.len as usize);
+            (&mut file).take(u64::from(e.len)).read_to_end(&mut bytes)?;
+            if blake3::hash(&bytes).as_bytes() != e.id.as_ref() {
+                tracing::warn!(pack, blob = %hex::encode(&e.id), "repack: blob does not match its address; pack kept for scrub to repair it");
+                return Ok(None);
+            }
+            Ok(Some(bytes))
+        };
         // Checked first, copied after: a pack that is kept gets no copies made in vain.
-        if !self.live_in(pack, |_, _, _| Ok(()))? {
-            return Ok(false);
+        for e in &entries {
+            if read(e)?.is_none() {
+                return Ok(false);
+            }
         }
-        let mut moves = Vec::new();
-        let whole = self.live_in(pack, |k, v, bytes| {
+        let mut moves = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let Some(bytes) = read(e)? else {
+                return Ok(false);
+            };
             let (to, at) = self.append(&bytes)?;
-            moves.push((k, v, location_bytes(to, at, bytes.len() as u32)));
-            Ok(())
-        })?;
-        if !whole {
-            return Ok(false);
+            moves.push(location_bytes(to, at, e.len));
         }
         // The copies are on disk before any entry points at them.
         self.flush()?;
-        for (k, old, new) in &moves {
+        for (e, new) in entries.iter().zip(&moves) {
             // Deleted (or moved) meanwhile: the copy is dead bytes for a later pass.
-            let _ = self
-                .packed
-                .compare_and_swap(k, Some(old.as_ref()), Some(&new[..]))?;
+            let _ =
+                self.packed
+                    .compare_and_swap(&e.id, Some(e.location.as_ref()), Some(&new[..]))?;
         }
         self.packed.flush()?;
-        // No put is between its append and its index entry while this is held.
-        let _no_put = self
-            .indexing
-            .write()
-            .map_err(|_| BlobError::Backend("pack index lock poisoned".into()))?;
-        let still_used = self.packed.iter().values().any(|v| {
-            v.ok()
-                .and_then(|v| parse_location(&v))
+        // After the barrier no new entry can point here; those that did were all moved or
+        // have gone. Checked anyway before the only irreversible step.
+        for e in &entries {
+            if self
+                .packed_at(&blob_id(&e.id)?)?
                 .is_some_and(|(p, ..)| p == pack)
-        });
-        if still_used {
-            return Ok(false);
+            {
+                return Ok(false);
+            }
         }
         fs::remove_file(self.pack_path(pack))?;
         Ok(true)
@@ -517,19 +536,19 @@ mod tests {
         for b in blobs[..80].iter().chain(&blobs[100..110]) {
             s.delete(&id(b)).unwrap();
         }
-        let before: u64 = (0..2)
-            .map(|p| fs::metadata(s.pack_path(p)).unwrap().len())
-            .sum();
+        let packs_bytes = || -> u64 {
+            fs::read_dir(d.path().join("packs"))
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum()
+        };
+        let before = packs_bytes();
         let freed = s.reclaim().unwrap();
         assert!(!s.pack_path(0).exists(), "pack 0 rewritten and removed");
         assert!(s.pack_path(1).exists(), "pack 1 under the threshold stays");
         let dead0: u64 = blobs[..80].iter().map(|b| b.len() as u64).sum();
         assert_eq!(freed, dead0);
-        let after: u64 = fs::read_dir(d.path().join("packs"))
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().len())
-            .sum();
-        assert_eq!(after, before - dead0);
+        assert_eq!(packs_bytes(), before - dead0);
         for (i, b) in blobs.iter().enumerate() {
             let got = s.get(&id(b)).unwrap();
             if i < 80 || (100..110).contains(&i) {
@@ -552,12 +571,6 @@ mod tests {
         let mut raw = fs::read(&path).unwrap();
         raw[offset as usize] ^= 1;
         fs::write(&path, raw).unwrap();
-        let packs_bytes = || -> u64 {
-            fs::read_dir(d.path().join("packs"))
-                .unwrap()
-                .map(|e| e.unwrap().metadata().unwrap().len())
-                .sum()
-        };
         let before = packs_bytes();
         assert_eq!(s.reclaim().unwrap(), 0);
         assert!(

@@ -103,6 +103,13 @@ impl StoreError {
     }
 }
 
+/// Bytes available to an unprivileged writer on the file system holding `path`.
+pub(crate) fn free_bytes_at(path: &std::path::Path) -> Option<u64> {
+    rustix::fs::statvfs(path)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         match e {
@@ -665,10 +672,7 @@ impl Store {
     }
     /// Bytes available to the node on the database's file system.
     pub fn free_bytes(&self) -> Option<u64> {
-        let path = self.db_path.as_path();
-        rustix::fs::statvfs(path)
-            .ok()
-            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        free_bytes_at(&self.db_path)
     }
 
     /// Refuses a write of `bytes` that would leave less than `reserve` free.

@@ -88,45 +88,34 @@ struct Layers {
 #[derive(Debug)]
 pub struct LayeredBlobStore {
     layers: RwLock<Layers>,
-    /// The blob the migration is copying and the blobs being deleted: a copy and a delete
-    /// of the same blob exclude each other. Otherwise a blob deleted while the worker had
-    /// read it from the source (an abandoned ingest's) would be written to the target after
-    /// the delete, and stay there, an orphan. Other blobs never wait.
-    moving: Mutex<InFlight>,
-    moved: std::sync::Condvar,
-}
-
-#[derive(Debug, Default)]
-struct InFlight {
-    copying: Option<BlobId>,
-    deleting: Vec<BlobId>,
+    /// The blobs being copied by the migration or deleted: a copy and a delete of the same
+    /// blob take turns. Otherwise a blob deleted while the worker had read it from the
+    /// source (an abandoned ingest's) would be written to the target after the delete, and
+    /// stay there, an orphan. Other blobs never wait.
+    busy: Mutex<std::collections::HashSet<BlobId>>,
+    idle: std::sync::Condvar,
 }
 
 impl LayeredBlobStore {
     fn new(layers: Layers) -> Self {
         LayeredBlobStore {
             layers: RwLock::new(layers),
-            moving: Mutex::new(InFlight::default()),
-            moved: std::sync::Condvar::new(),
+            busy: Mutex::new(std::collections::HashSet::new()),
+            idle: std::sync::Condvar::new(),
         }
     }
 
-    /// Waits until `busy` is false for `id`, then marks it with `mark`; runs `work`; unmarks.
-    fn exclusive<T>(
-        &self,
-        busy: impl Fn(&InFlight) -> bool,
-        mark: impl Fn(&mut InFlight, bool),
-        work: impl FnOnce() -> T,
-    ) -> T {
-        let mut g = lock(&self.moving);
-        while busy(&g) {
-            g = self.moved.wait(g).unwrap_or_else(|e| e.into_inner());
+    /// Runs `work` on `id` once no other copy or delete of `id` runs.
+    fn one_at_a_time<T>(&self, id: &BlobId, work: impl FnOnce() -> T) -> T {
+        let mut busy = lock(&self.busy);
+        while busy.contains(id) {
+            busy = self.idle.wait(busy).unwrap_or_else(|e| e.into_inner());
         }
-        mark(&mut g, true);
-        drop(g);
+        busy.insert(*id);
+        drop(busy);
         let out = work();
-        mark(&mut lock(&self.moving), false);
-        self.moved.notify_all();
+        lock(&self.busy).remove(id);
+        self.idle.notify_all();
         out
     }
 
@@ -145,11 +134,7 @@ impl LayeredBlobStore {
         to: &dyn BlobStore,
         id: &BlobId,
     ) -> Result<Copied, BlobError> {
-        self.exclusive(
-            |f| f.deleting.contains(id),
-            |f, on| f.copying = on.then_some(*id),
-            || copy_one(from, to, id),
-        )
+        self.one_at_a_time(id, || copy_one(from, to, id))
     }
     /// (source, target) while migrating.
     fn pair(&self) -> Option<(Arc<dyn BlobStore>, Arc<dyn BlobStore>)> {
@@ -208,24 +193,14 @@ impl BlobStore for LayeredBlobStore {
         }
     }
     fn delete(&self, id: &BlobId) -> Result<(), BlobError> {
-        self.exclusive(
-            |f| f.copying == Some(*id),
-            |f, on| {
-                if on {
-                    f.deleting.push(*id);
-                } else if let Some(i) = f.deleting.iter().position(|d| d == id) {
-                    f.deleting.swap_remove(i);
-                }
-            },
-            || {
-                let l = self.layers();
-                l.primary.delete(id)?;
-                if let Some(f) = &l.fallback {
-                    f.delete(id)?;
-                }
-                Ok(())
-            },
-        )
+        self.one_at_a_time(id, || {
+            let l = self.layers();
+            l.primary.delete(id)?;
+            if let Some(f) = &l.fallback {
+                f.delete(id)?;
+            }
+            Ok(())
+        })
     }
     fn list(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<BlobId, BlobError>> + '_> {
         let (primary, fallback) = {
